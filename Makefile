@@ -1,0 +1,40 @@
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.fastcam-installed
+
+.PHONY: test venv export export-check nbtest pytest readme clean
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+export: venv
+	$(BIN)/nbdev-export
+
+# The library must be exactly what the notebooks export.
+export-check: export
+	@if ! git diff --quiet -- fastcam || [ -n "$$(git ls-files --others --exclude-standard -- fastcam)" ]; then \
+	  echo "ERROR: nbdev-export changed fastcam/: the library is out of sync with nbs/." >&2; \
+	  git --no-pager diff --stat -- fastcam >&2; git ls-files --others --exclude-standard -- fastcam >&2; exit 1; fi
+	python3 tools/make_readme.py
+	@if ! git diff --quiet -- README.md; then \
+	  echo "ERROR: README.md is out of sync with nbs/index.ipynb: run 'make readme' and commit." >&2; exit 1; fi
+
+nbtest: venv
+	$(BIN)/nbdev-test --n-workers 2
+
+pytest: venv
+	$(BIN)/pytest tests -q
+
+test: export-check nbtest pytest
+
+readme:
+	python3 tools/make_readme.py
+
+clean:
+	rm -rf $(VENV) demo_out

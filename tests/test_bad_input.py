@@ -1,0 +1,57 @@
+"Each bad argument gets one clear error that names what would work."
+import pytest, torch, torch.nn as nn
+from fastai.vision.all import create_vision_model, resnet18, Learner
+from fastcam.core import cam_maps, CAM_METHODS
+from fastcam.callback import CAMCallback
+
+@pytest.fixture(scope='module')
+def model(): return create_vision_model(resnet18, 3, pretrained=False).eval()
+x = torch.randn(2, 3, 64, 64)
+
+def test_unknown_layer_name(model):
+    with pytest.raises(ValueError, match=r"Unknown layer name '0\.42'.*'0\.6'"): cam_maps(model, x, '0.42')
+
+def test_module_not_in_model(model):
+    with pytest.raises(ValueError, match='not a submodule'): cam_maps(model, x, nn.Conv2d(3, 3, 1))
+
+def test_layer_never_reached():
+    class Skip(nn.Module):
+        def __init__(self): super().__init__(); self.used, self.unused = nn.Conv2d(3, 2, 1), nn.Conv2d(3, 2, 1)
+        def forward(self, x): return self.used(x).mean((-2, -1))
+    with pytest.raises(RuntimeError, match='did not run'): cam_maps(Skip(), x, 'unused')
+
+def test_unknown_method(model):
+    with pytest.raises(ValueError, match=r"choose one of \('cam', 'gradcam'"): cam_maps(model, x, '0', method='grad')
+    with pytest.raises(ValueError, match='gradcam'): CAMCallback(method='grad')
+
+def test_cam_on_incompatible_head(model):
+    with pytest.raises(ValueError, match="method='gradcam'.*cam_head"): cam_maps(model, x, '0', method='cam')
+
+@pytest.mark.parametrize('target', [3, -1, [0, 5]])
+def test_target_out_of_range(model, target):
+    with pytest.raises(ValueError, match='out of range.*3 classes'): cam_maps(model, x, '0', target)
+
+def test_wrong_number_of_targets(model):
+    with pytest.raises(ValueError, match='3 targets for a batch of 2'): cam_maps(model, x, '0', [0, 1, 2])
+
+def test_bad_target_type(model):
+    with pytest.raises(TypeError, match="'pred', 'all'"): cam_maps(model, x, '0', 1.5)
+    with pytest.raises(ValueError, match="'pred', 'actual', 'all'"): CAMCallback(target='biggest')
+
+def test_actual_without_labels(trained):
+    learn = trained
+    learn.add_cb(CAMCallback(target='actual'))
+    try:
+        with pytest.raises(ValueError, match="target='actual' needs labels"): learn.predict(learn.dls.valid_ds.items[0])
+        dl = learn.dls.test_dl(learn.dls.valid_ds.items[:3])
+        with pytest.raises(ValueError, match="needs labels"): learn.get_preds(dl=dl)
+    finally: learn.remove_cb(CAMCallback)
+
+def test_default_layer_needs_body_head_model(trained):
+    class Wrap(nn.Module):
+        def __init__(self, m): super().__init__(); self.m = m
+        def forward(self, x): return self.m(x)
+    learn = Learner(trained.dls, Wrap(trained.model), loss_func=trained.loss_func)
+    with pytest.raises(ValueError, match='pass layer='): learn.get_preds(cbs=CAMCallback())
+    cb = CAMCallback(layer='m.0'); learn.get_preds(cbs=cb)
+    assert cb.maps.shape[0] == len(learn.dls.valid_ds)
