@@ -3,14 +3,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fastcam-installed
 
-.PHONY: test venv export export-check nbtest pytest readme clean
+.PHONY: test venv export export-check nbtest pytest bench bench-smoke readme clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,bench]"
 	touch $(STAMP)
 
 export: venv
@@ -31,7 +31,14 @@ nbtest: venv
 pytest: venv
 	$(BIN)/pytest tests -q
 
-test: export-check nbtest pytest
+test: export-check nbtest pytest bench-smoke
+
+# The benchmark is not a test: CI only checks that it still runs (bs 2, one repeat), never its timings.
+bench-smoke: venv
+	$(BIN)/python benchmarks/bench_cam.py --smoke
+
+bench: venv
+	$(BIN)/python benchmarks/bench_cam.py
 
 readme:
 	python3 tools/make_readme.py

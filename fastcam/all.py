@@ -7,7 +7,8 @@ Docs: https://fastcam.github.io/fastcam/all.html.md"""
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #f0737b59
+# %% ../nbs/99_all.ipynb #50482949
 from .core import *
 from .callback import *
+from .interpret import *
 from .pets import *

@@ -1,0 +1,198 @@
+"""fastcam vs pytorch-grad-cam, torchcam and captum: speed and memory as ratios measured side by side in one run.
+
+    python benchmarks/bench_cam.py            # full run, writes benchmarks/RESULTS.md (make bench)
+    python benchmarks/bench_cam.py --smoke    # bs 2, one repeat, seconds: keeps the script working (CI)
+"""
+from __future__ import annotations
+import argparse, json, os, platform, resource, statistics, subprocess, sys, tempfile, time
+from pathlib import Path
+import torch
+from fastai.vision.all import (create_vision_model, resnet34, vision_learner, ImageDataLoaders, get_image_files,
+                               ClassificationInterpretation, ProgressCallback, set_seed)
+from fastcam.all import cam_maps, find_layer, CAMInterpretation, synth_pets, is_cat
+
+SEED, THREADS = 42, 2
+PEERS = ('fastcam', 'pytorch-grad-cam', 'torchcam', 'captum')
+LAYERS = ('0', '0.6')
+
+def gradcam_fn(lib:str, model, layer:str):
+    "A function `x, targets -> maps` computing Grad-CAM with library `lib` (set-up cost outside, as a user would)"
+    mod = find_layer(model, layer)[1]
+    if lib == 'fastcam': return lambda x, t: cam_maps(model, x, layer, t, 'gradcam')
+    if lib == 'pytorch-grad-cam':
+        from pytorch_grad_cam import GradCAM
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+        cam = GradCAM(model, [mod])
+        return lambda x, t: cam(x, [ClassifierOutputTarget(int(c)) for c in t])
+    if lib == 'torchcam':
+        from torchcam.methods import GradCAM
+        def run(x, t):
+            with GradCAM(model, layer, input_shape=tuple(x.shape[1:])) as cam:
+                with torch.enable_grad(): out = model(x)
+                return cam(t.tolist(), out)
+        return run
+    if lib == 'captum':
+        from captum.attr import LayerGradCam
+        cam = LayerGradCam(model, mod)
+        return lambda x, t: cam.attribute(x, target=t, relu_attributions=True).detach()
+    raise ValueError(lib)
+
+def timeit(f, repeats):
+    "min, median, max seconds of `repeats` calls after one warm-up"
+    f(); ts = []
+    for _ in range(repeats):
+        t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
+    return min(ts), statistics.median(ts), max(ts)
+
+def ratio(a, b): return tuple(x / b[1] for x in a)
+def fmt(r): return f"{r[1]:.2f}× ({r[0]:.2f}–{r[2]:.2f})"
+
+def model_and_batch(bs, size, n_out=2):
+    set_seed(SEED)
+    return create_vision_model(resnet34, n_out, pretrained=False).eval(), torch.randn(bs, 3, size, size)
+
+def mem_child(lib, layer, bs, size):
+    "Peak RSS of one process that runs one pass: plain forward (`lib='plain'`) or one library's Grad-CAM"
+    torch.set_num_threads(THREADS)
+    model, x = model_and_batch(bs, size)
+    t = torch.zeros(bs, dtype=torch.long)
+    f = (lambda: model(x)) if lib == 'plain' else (lambda: gradcam_fn(lib, model, layer)(x, t))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if lib == 'plain':
+        with torch.no_grad(): f()
+    else: f()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps(dict(before=before / 1024, peak=peak / 1024)))
+
+def measure_mem(lib, layer, bs, size):
+    out = subprocess.run([sys.executable, __file__, '--mem-child', lib, layer, str(bs), str(size)], check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+def fastai_learner(n, size, bs):
+    path = synth_pets(tempfile.mkdtemp(), n=n, size=size, seed=SEED)
+    dls = ImageDataLoaders.from_name_func(path, get_image_files(path), valid_pct=0.5, seed=21, label_func=is_cat,
+                                          bs=bs, num_workers=0)
+    set_seed(SEED)
+    return vision_learner(dls, resnet34, pretrained=False)
+
+def main(smoke=False, bs=16, mem_bs=64, size=224, repeats=5, out='benchmarks/RESULTS.md'):
+    if smoke: bs, mem_bs, size, repeats = 2, 2, 64, 1
+    torch.set_num_threads(THREADS)
+    rows, t0 = [], time.time()
+    log = lambda *a: print(*a, flush=True)
+    model, x = model_and_batch(bs, size)
+    t = torch.zeros(bs, dtype=torch.long)
+    def plain():
+        with torch.no_grad(): model(x)
+    base = timeit(plain, repeats)
+    log(f"plain forward bs {bs}: {base[1]*1000:.0f} ms")
+
+    # 1. Grad-CAM per library: time and peak memory, each ÷ plain inference
+    speed = {}
+    for layer in LAYERS:
+        for lib in PEERS:
+            f = gradcam_fn(lib, model, layer)
+            speed[lib, layer] = ratio(timeit(lambda: f(x, t), repeats), base)
+            log(f"{lib:17s} @ {layer}: {fmt(speed[lib, layer])}")
+    mem = {}
+    for layer in LAYERS[:1] if smoke else LAYERS:
+        plain_mem = measure_mem('plain', layer, mem_bs, size)
+        for lib in PEERS:
+            m = measure_mem(lib, layer, mem_bs, size)
+            growth = lambda r: max(r['peak'] - r['before'], 1.0)  # MB; at least 1 so that a smoke run cannot divide by zero
+            mem[lib, layer] = (m['peak'] / plain_mem['peak'], growth(m) / growth(plain_mem))
+            log(f"memory {lib:17s} @ {layer}: {mem[lib, layer][0]:.2f}× total, {mem[lib, layer][1]:.2f}× of the pass")
+
+    # 2. Other fastcam methods ÷ plain forward; 'all' (37 classes) ÷ one class
+    others = {m: ratio(timeit(lambda: cam_maps(model, x, '0', t, m), repeats), base)
+              for m in ('gradcam++', 'hirescam', 'xgradcam', 'layercam', 'eigencam')}
+    m37, x37 = model_and_batch(bs, size, 37)
+    allr = {l: ratio(timeit(lambda: cam_maps(m37, x37, l, 'all'), repeats),
+                     timeit(lambda: cam_maps(m37, x37, l, 'pred'), repeats)) for l in LAYERS}
+    log('methods', {k: fmt(v) for k, v in others.items()}, "'all'", {k: fmt(v) for k, v in allr.items()})
+
+    # 3. Inside fastai: whole-DataLoader interpretation and single-item predict
+    n_items, fsize = (8, 64) if smoke else (512, 128)
+    learn = fastai_learner(n_items, fsize, bs if smoke else 32)
+    dl = learn.dls.valid.new(shuffle=False, drop_last=False)
+    learn.remove_cb(ProgressCallback)
+    ci = timeit(lambda: ClassificationInterpretation.from_learner(learn, dl=dl), repeats)
+    cami = ratio(timeit(lambda: CAMInterpretation.from_learner(learn, dl=dl), repeats), ci)
+    peer_cam = gradcam_fn('pytorch-grad-cam', learn.model, '0')
+    def peer_flow():
+        interp = ClassificationInterpretation.from_learner(learn, dl=dl)
+        preds = learn.get_preds(dl=dl)[0]
+        for i, (xb, _) in enumerate(dl): peer_cam(xb.as_subclass(torch.Tensor), preds[i * dl.bs:(i + 1) * dl.bs].argmax(1))
+    peer = ratio(timeit(peer_flow, repeats), ci)
+    item = learn.dls.valid_ds.items[0]
+    pred = ratio(timeit(lambda: learn.cam_predict(item), repeats), timeit(lambda: learn.predict(item), repeats))
+    log(f"CAMInterpretation {fmt(cami)}, peer flow {fmt(peer)}, cam_predict {fmt(pred)}")
+    if smoke: return log(f"smoke run done in {time.time() - t0:.0f} s")
+    write_results(out, locals())
+    log(f"wrote {out} in {time.time() - t0:.0f} s")
+
+def mark(ok): return '✅' if ok else '❌'
+
+def write_results(out, v):
+    speed, mem, others, allr = v['speed'], v['mem'], v['others'], v['allr']
+    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor())
+    import fastai, captum, torchcam, importlib.metadata as md
+    L = [f"# fastcam benchmarks",
+         "",
+         f"Reproduce with `make bench` (`python benchmarks/bench_cam.py`). Every figure is a ratio of two timings or",
+         f"memory peaks taken in the same run; timings are the median of {v['repeats']} after a warm-up, with min–max in",
+         f"brackets (from min and max of the numerator over the median of the denominator).",
+         "",
+         "## Machine and set-up",
+         "",
+         f"- CPU: {cpu}, {os.cpu_count()} cores, `torch.set_num_threads({THREADS})`, no GPU",
+         f"- Python {platform.python_version()}, torch {torch.__version__}, fastai {fastai.__version__}, "
+         f"grad-cam {md.version('grad-cam')}, torchcam {md.version('torchcam')}, captum {captum.__version__}",
+         f"- Model: fastai `create_vision_model(resnet34, 2, pretrained=False)`, eval mode, CPU, seed {SEED}",
+         f"- Timing: batch size {v['bs']}, {v['size']} px. Memory: batch size {v['mem_bs']}, {v['size']} px, one process per "
+         f"library and layer (peak RSS, `ru_maxrss`)",
+         f"- fastai rows: {v['n_items']} synthetic pets images at {v['fsize']} px, resnet34, the {len(v['dl'].dataset)}-item "
+         f"validation DataLoader, bs {v['dl'].bs}",
+         "",
+         "## Targets",
+         "",
+         "| ratio | target | fastcam | peers, same run |",
+         "|---|---|---|---|",
+         f"| peak RSS of a Grad-CAM pass ÷ plain inference, `model[0]`, bs {v['mem_bs']} (growth of the pass) | ≤ 1.10× | "
+         f"{mem['fastcam', '0'][1]:.2f}× {mark(mem['fastcam', '0'][1] <= 1.10)} | "
+         + ', '.join(f"{p} {mem[p, '0'][1]:.2f}×" for p in PEERS[1:]) + " |",
+         f"| `CAMInterpretation.from_learner` ÷ `ClassificationInterpretation.from_learner` | ≤ 1.10× | "
+         f"{fmt(v['cami'])} {mark(v['cami'][1] <= 1.10)} | get_preds + pytorch-grad-cam {fmt(v['peer'])} |",
+         f"| `target='all'` (37 classes) ÷ single class, `model[0]` | ≤ 1.5× | {fmt(allr['0'])} {mark(allr['0'][1] <= 1.5)} | "
+         f"peers: one pass per class (37×) |",
+         f"| `target='all'` (37 classes) ÷ single class, `model[0][-2]` | reported | {fmt(allr['0.6'])} | |",
+         f"| `learn.cam_predict(item)` ÷ `learn.predict(item)` | ≤ 1.2× | {fmt(v['pred'])} {mark(v['pred'][1] <= 1.2)} | |",
+         "",
+         "## Grad-CAM, per library",
+         "",
+         f"Time per batch ÷ a plain `no_grad` forward of the same batch ({v['base'][1] * 1000:.0f} ms), and peak RSS ÷ that "
+         f"of a plain forward in its own process. Memory is shown two ways: the whole process's peak (which includes "
+         f"about a gigabyte of torch libraries that every library pays), and the growth during the pass (peak minus "
+         f"RSS before the pass), which is what the method itself costs.",
+         "",
+         "| library | layer | time ÷ forward | peak RSS ÷ forward | growth ÷ forward's growth |",
+         "|---|---|---|---|---|"]
+    for layer in LAYERS:
+        for lib in PEERS:
+            L.append(f"| {lib} | `{'model[0]' if layer == '0' else 'model[0][-2]'}` | {fmt(speed[lib, layer])} | "
+                     f"{mem[lib, layer][0]:.2f}× | {mem[lib, layer][1]:.2f}× |")
+    L += ["", "## Other fastcam methods, `model[0]`", "", "| method | time ÷ forward |", "|---|---|"]
+    L += [f"| `{m}` | {fmt(r)} |" for m, r in others.items()]
+    L += ["", f"Total run time: {time.time() - v['t0']:.0f} s.", ""]
+    Path(out).write_text('\n'.join(L))
+
+if __name__ == '__main__':
+    if len(sys.argv) > 1 and sys.argv[1] == '--mem-child':
+        mem_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])); sys.exit()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--smoke', action='store_true', help='bs 2, one repeat, tiny images: checks the script runs')
+    p.add_argument('--bs', type=int, default=16); p.add_argument('--repeats', type=int, default=5)
+    p.add_argument('--out', default='benchmarks/RESULTS.md')
+    a = p.parse_args()
+    main(a.smoke, bs=a.bs, repeats=a.repeats, out=a.out)
