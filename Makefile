@@ -31,7 +31,7 @@ nbtest: venv
 pytest: venv
 	$(BIN)/pytest tests -q
 
-test: export-check nbtest pytest bench-smoke
+test: export-check nbtest bench-smoke pytest
 
 # The benchmark is not a test: CI only checks that it still runs (bs 2, one repeat), never its timings.
 bench-smoke: venv

@@ -4,7 +4,7 @@
     python benchmarks/bench_cam.py --smoke    # bs 2, one repeat, seconds: keeps the script working (CI)
 """
 from __future__ import annotations
-import argparse, json, os, platform, resource, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, platform, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 import torch
 from fastai.vision.all import (create_vision_model, resnet34, vision_learner, ImageDataLoaders, get_image_files,
@@ -51,18 +51,22 @@ def model_and_batch(bs, size, n_out=2):
     set_seed(SEED)
     return create_vision_model(resnet34, n_out, pretrained=False).eval(), torch.randn(bs, 3, size, size)
 
+def _status(key):
+    "A field of /proc/self/status, in MB"
+    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith(key + ':')) / 1024
+
 def mem_child(lib, layer, bs, size):
-    "Peak RSS of one process that runs one pass: plain forward (`lib='plain'`) or one library's Grad-CAM"
+    "Peak RSS of one pass (plain forward if `lib='plain'`, else one library's Grad-CAM) in a process of its own"
     torch.set_num_threads(THREADS)
     model, x = model_and_batch(bs, size)
     t = torch.zeros(bs, dtype=torch.long)
-    f = (lambda: model(x)) if lib == 'plain' else (lambda: gradcam_fn(lib, model, layer)(x, t))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    f = (lambda: model(x)) if lib == 'plain' else gradcam_fn(lib, model, layer)
+    with open('/proc/self/clear_refs', 'w') as fh: fh.write('5')  # reset the peak (VmHWM) to the current RSS
+    before = _status('VmRSS')
     if lib == 'plain':
         with torch.no_grad(): f()
-    else: f()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps(dict(before=before / 1024, peak=peak / 1024)))
+    else: f(x, t)
+    print(json.dumps(dict(before=before, peak=_status('VmHWM'))))
 
 def measure_mem(lib, layer, bs, size):
     out = subprocess.run([sys.executable, __file__, '--mem-child', lib, layer, str(bs), str(size)], check=True,

@@ -7,8 +7,9 @@ Docs: https://fastcam.github.io/fastcam/all.html.md"""
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #50482949
+# %% ../nbs/99_all.ipynb #2e12ad88
 from .core import *
 from .callback import *
 from .interpret import *
+from .metrics import *
 from .pets import *

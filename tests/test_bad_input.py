@@ -24,6 +24,11 @@ def test_unknown_method(model):
     with pytest.raises(ValueError, match=r"choose one of \('cam', 'gradcam'"): cam_maps(model, x, '0', method='grad')
     with pytest.raises(ValueError, match='gradcam'): CAMCallback(method='grad')
 
+def test_scorecam_outside_get_preds(trained):
+    from fastcam.interpret import CAMInterpretation
+    with pytest.raises(ValueError, match='cannot happen inside a get_preds pass'): CAMCallback(method='scorecam')
+    with pytest.raises(ValueError, match='cam_maps'): CAMInterpretation.from_learner(trained, method='scorecam')
+
 def test_cam_on_incompatible_head(model):
     with pytest.raises(ValueError, match="method='gradcam'.*cam_head"): cam_maps(model, x, '0', method='cam')
 

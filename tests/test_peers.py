@@ -50,7 +50,7 @@ def test_cam_is_book_einsum_on_cam_head():
 def test_cam_refused_on_default_head(r34):
     with pytest.raises(ValueError, match="cam_head"): cam_maps(r34, torch.randn(1, 3, 64, 64), '0', method='cam')
 
-@pytest.mark.parametrize('method', CAM_METHODS[1:])
+@pytest.mark.parametrize('method', [m for m in CAM_METHODS if m not in ('cam', 'scorecam')])
 @pytest.mark.parametrize('layer', ['0', '0.6'])
 def test_all_equals_loop(r34, method, layer):
     x = torch.randn(2, 3, 64, 64)
