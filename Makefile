@@ -3,7 +3,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fastcam-installed
 
-.PHONY: test venv export export-check nbtest pytest bench bench-smoke readme clean
+
+.PHONY: test demo venv export export-check nbtest pytest bench bench-smoke readme clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -36,6 +37,10 @@ test: export-check nbtest bench-smoke pytest
 # The benchmark is not a test: CI only checks that it still runs (bs 2, one repeat), never its timings.
 bench-smoke: venv
 	$(BIN)/python benchmarks/bench_cam.py --smoke
+
+# The pets recipe, offline: synthetic pets-like data, resnet18 from scratch (README: set-up commands).
+demo: venv
+	$(BIN)/fastcam-pets --synthetic --out demo_out
 
 bench: venv
 	$(BIN)/python benchmarks/bench_cam.py

@@ -47,7 +47,7 @@ def test_faithfulness_on_region_model():
 
 def test_cam_report_on_learner(trained):
     interp = CAMInterpretation.from_learner(trained, layer='0.6')
-    boxes = item_boxes(interp.dl)
+    boxes = item_boxes(interp.dl.items)
     df = interp.cam_report(methods=['gradcam', 'eigencam'], boxes=boxes, max_items=4, steps=4)
     assert list(df.index) == ['gradcam', 'eigencam']
     assert {'deletion_auc', 'insertion_auc', 'average_drop', 'increase_in_confidence', 'pointing_game',
