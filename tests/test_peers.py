@@ -24,13 +24,21 @@ def test_gradcam_equals_captum(r34, layer, target):
     rel_close(cam_maps(r34, x, layer, target, 'gradcam'), ref)
     assert all(p.grad is None for p in r34.parameters())
 
+@pytest.fixture(scope='module')
+def r34_learner(pets_path):
+    "A Learner around fastai's create_vision_model(resnet34, 2, pretrained=False), on the synthetic pets"
+    from conftest import make_dls
+    from fastai.vision.all import Learner, CrossEntropyLossFlat
+    set_seed(1)
+    return Learner(make_dls(pets_path), create_vision_model(resnet34, 2, pretrained=False), loss_func=CrossEntropyLossFlat())
+
 @pytest.mark.parametrize('layer', ['0', '0.6'])
-def test_callback_gradcam_equals_captum(trained, layer):
+def test_callback_gradcam_equals_captum(r34_learner, layer):
     "Inside fastai's get_preds: the maps for the whole validation set equal captum's, item for item"
-    learn = trained
+    learn = r34_learner
     cb = CAMCallback(layer=layer, target=1)
     learn.get_preds(cbs=cb)
-    xs = torch.cat([xb for xb, _ in learn.dls.valid])
+    xs = torch.cat([xb for xb, _ in learn.dls.valid]).as_subclass(torch.Tensor)
     learn.model.eval()
     ref = LayerGradCam(learn.model, learn.model.get_submodule(layer)).attribute(xs, target=1, relu_attributions=True)
     rel_close(cb.maps, ref[:, 0].detach())
