@@ -24,7 +24,7 @@ def same_grads(a, b): return all((x is None and y is None) or (x is not None and
 def test_exception_mid_pass_leaves_nothing_behind(trained):
     learn = trained
     learn.model.train(); learn.model[0][1].eval()  # a mix of flags, which must come back as they were
-    g0 = grads(learn.model)
+    g0, rg = grads(learn.model), [p.requires_grad for p in learn.model.parameters()]
     learn.add_cb(CAMCallback(layer='0.6'))
     try:
         with pytest.raises(RuntimeError, match='boom'): learn.get_preds(cbs=Boom())
@@ -44,6 +44,7 @@ def test_exception_mid_pass_leaves_nothing_behind(trained):
     finally: learn.remove_cb(CAMCallback)
     assert no_hooks(learn.model)
     assert same_grads(g0, grads(learn.model))
+    assert [p.requires_grad for p in learn.model.parameters()] == rg
 
 def test_cam_maps_exception_in_forward_restores_state():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), BoomInForward())
