@@ -1,4 +1,4 @@
-"""`from fastcam.all import *` gives the whole public API.
+"""`from fastcam.all import *` gives the whole public API: every name in each module's `__all__`.
 
 Docs: https://fastcam.github.io/fastcam/all.html.md"""
 
@@ -8,8 +8,11 @@ Docs: https://fastcam.github.io/fastcam/all.html.md"""
 __all__ = []
 
 # %% ../nbs/99_all.ipynb #2e12ad88
+from . import core, callback, interpret, metrics, pets
 from .core import *
 from .callback import *
 from .interpret import *
 from .metrics import *
 from .pets import *
+
+__all__ = [name for mod in (core, callback, interpret, metrics, pets) for name in mod.__all__]

@@ -131,7 +131,7 @@ def plot_cam(self:CAMInterpretation,
              **kwargs # Passed to `show_image`
             )->plt.Figure:
     "Show `k` items with their maps laid over them; return the figure"
-    if idxs is None: idxs = self.top_losses(k, largest)[1]
+    if idxs is None: idxs = self.top_losses(min(k, len(self.losses)), largest)[1]  # a small dl has fewer than k
     idxs = [int(i) for i in (idxs.tolist() if isinstance(idxs, Tensor) else idxs)]
     if not idxs: raise ValueError("Nothing to plot: give k >= 1 or a non-empty idxs")
     for m in L(methods): check_method(m)

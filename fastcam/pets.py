@@ -6,7 +6,7 @@ Docs: https://fastcam.github.io/fastcam/pets.html.md"""
 
 # %% ../nbs/04_pets.ipynb #048dfc85
 from __future__ import annotations
-import argparse, colorsys, json, sys, time, warnings, numpy as np
+import argparse, colorsys, contextlib, json, sys, time, warnings, numpy as np
 from typing import Annotated
 # fastai's import calls `torch.jit.script`, which this torch deprecates: keep that notice off the command line's screen
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
@@ -16,7 +16,7 @@ from fastai.vision.all import *
 
 # %% auto #0
 __all__ = ['is_cat', 'synth_pets', 'item_boxes', 'trimap_masks', 'RecipeError', 'check_pets_folder', 'pets_images', 'pets_dls',
-           'find_arch', 'pets_recipe', 'summary', 'pets_cli']
+           'find_arch', 'EpochLines', 'pets_recipe', 'summary', 'pets_cli']
 
 # %% ../nbs/04_pets.ipynb #cd85900a
 def is_cat(x:str)->bool: return x[0].isupper()
@@ -152,6 +152,28 @@ def _gt(items, size):
     masks = trimap_masks(items, size)
     return (None, None) if masks is None else ('trimaps', masks)
 
+class EpochLines(Callback):
+    "Print fastai's Recorder table one plain line per epoch (no progress bars): readable in a log file"
+    order = ProgressCallback.order
+    def before_fit(self):
+        self._old_logger = self.learn.logger
+        if self._old_logger is noop: return  # `get_preds` and `validate` log nothing, as with fastai's bars
+        self.learn.logger = self._line
+        self._widths = [max(len(n), 8) for n in self.recorder.metric_names]
+        self._line(self.recorder.metric_names)
+    def _line(self, log):
+        print('  '.join((f'{v:.6f}' if isinstance(v, float) else str(v)).ljust(w) for v, w in zip(log, self._widths)),
+              flush=True)
+    def after_fit(self): self.learn.logger = self._old_logger
+
+def _epoch_lines(learn, on:bool):
+    "Context in which `learn` shows `EpochLines` instead of progress bars, if `on`"
+    if not on: return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(learn.removed_cbs(learn.cbs.filter(lambda cb: isinstance(cb, ProgressCallback))))
+    stack.enter_context(learn.added_cbs(EpochLines()))
+    return stack
+
 def pets_recipe(path:Path, # Folder of images labelled like PETS
                 out:str|Path, # Folder for the learner, pictures and metrics
                 arch:str='resnet34', # Architecture name
@@ -164,6 +186,7 @@ def pets_recipe(path:Path, # Folder of images labelled like PETS
                 lr:float=3e-3, # Learning rate when training from scratch
                 num_workers:int|None=None, # DataLoader workers
                 seed:int=42, # Seed for initialisation and shuffling (the split keeps the book's seed 21)
+                epoch_lines:bool=False, # One printed line per epoch instead of progress bars (for logs and CI)
                )->tuple:
     "Train the book's cat/dog model, map it, score the maps; write the results to `out`; return `(learn, interp, metrics)`"
     try:
@@ -176,22 +199,23 @@ def pets_recipe(path:Path, # Folder of images labelled like PETS
     learn = vision_learner(dls, find_arch(arch), metrics=error_rate, pretrained=pretrained)
     try: layer = find_layer(learn.model, '0' if layer is None else layer)[0]
     except ValueError as e: raise RecipeError(f"--layer: {e}") from None
-    if pretrained: learn.fine_tune(epochs)
-    else: learn.fit_one_cycle(epochs, lr)
-    interp = CAMInterpretation.from_learner(learn, layer=layer, method=method)
-    acc = (interp.decoded == interp.targs).float().mean().item()
-    metrics = dict(arch=arch, epochs=epochs, size=size, pretrained=pretrained, layer=layer, method=method, seed=seed,
-                   n_train=len(dls.train_ds), n_valid=len(dls.valid_ds), error_rate=1 - acc, accuracy=acc)
-    kind, gt = _gt(dls.valid_ds.items, size)
-    if gt is not None:
-        metrics.update(ground_truth=kind, pointing_game=pointing_game(interp.maps, gt, (size, size)).mean().item(),
-                       energy_pointing_game=energy_pointing_game(interp.maps, gt, (size, size)).mean().item())
-    interp.plot_cam(idxs=list(range(min(12, len(dls.valid_ds)))), nrows=3,
-                    figsize=(12, 9)).savefig(out/'cam_gallery.png', dpi=80, bbox_inches='tight')
-    body, before_last = learn.model[0], f"0.{len(learn.model[0]) - 2}"
-    interp.plot_cam(idxs=list(range(min(4, len(dls.valid_ds)))),
-                    layers=[body, before_last]).savefig(out/'layers.png', dpi=80, bbox_inches='tight')
-    plt.close('all')
+    with _epoch_lines(learn, epoch_lines):
+        if pretrained: learn.fine_tune(epochs)
+        else: learn.fit_one_cycle(epochs, lr)
+        interp = CAMInterpretation.from_learner(learn, layer=layer, method=method)
+        acc = (interp.decoded == interp.targs).float().mean().item()
+        metrics = dict(arch=arch, epochs=epochs, size=size, pretrained=pretrained, layer=layer, method=method,
+                       seed=seed, n_train=len(dls.train_ds), n_valid=len(dls.valid_ds), error_rate=1 - acc, accuracy=acc)
+        kind, gt = _gt(dls.valid_ds.items, size)
+        if gt is not None:
+            metrics.update(ground_truth=kind, pointing_game=pointing_game(interp.maps, gt, (size, size)).mean().item(),
+                           energy_pointing_game=energy_pointing_game(interp.maps, gt, (size, size)).mean().item())
+        interp.plot_cam(idxs=list(range(min(12, len(dls.valid_ds)))), nrows=3,
+                        figsize=(12, 9)).savefig(out/'cam_gallery.png', dpi=80, bbox_inches='tight')
+        body, before_last = learn.model[0], f"0.{len(learn.model[0]) - 2}"
+        interp.plot_cam(idxs=list(range(min(4, len(dls.valid_ds)))),
+                        layers=[body, before_last]).savefig(out/'layers.png', dpi=80, bbox_inches='tight')
+        plt.close('all')
     learn.export(out/'learner.pkl')
     metrics['seconds'] = round(time.time() - start, 1)
     (out/'metrics.json').write_text(json.dumps(metrics, indent=2))
@@ -228,6 +252,7 @@ def pets_cli(path:str=None, # Folder of PETS images; default: untar_data(URLs.PE
              out:str='fastcam_out', # Output folder
             ):
     "Train the fastbook cat/dog model and write its class activation maps, on real PETS or on synthetic pets"
+    # progress bars in a terminal; in a log file (not a tty) one line per epoch instead of every redraw
     try:
         size = size or (128 if synthetic else 224)
         images = pets_images(path, synthetic, out, size, n)
@@ -236,7 +261,8 @@ def pets_cli(path:str=None, # Folder of PETS images; default: untar_data(URLs.PE
             layer = f"0.{len(create_body(find_arch(arch)(), pretrained=False)) - 2}"
         pretrained = (not synthetic) if pretrained is None else pretrained
         _, _, metrics = pets_recipe(images, out, arch, epochs or (6 if synthetic else 1), size,
-                                    bs or (32 if synthetic else 64), pretrained, layer, method, seed=seed)
+                                    bs or (32 if synthetic else 64), pretrained, layer, method, seed=seed,
+                                    epoch_lines=not sys.stdout.isatty())
     except RecipeError as e:
         print(f"fastcam-pets: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -20,6 +20,13 @@ def test_smoke_synthetic(tmp_path):
     assert m['layer'] == '0.6' and m['arch'] == 'resnet18' and m['ground_truth'] == 'boxes'
     assert 0 <= m['pointing_game'] <= 1 and 0 <= m['error_rate'] <= 1
     assert 'pointing game' in r.stdout and 'error_rate' in r.stdout
+    # stdout is not a terminal here: fastai's Recorder table, one line per epoch, and no progress-bar redraws
+    assert '\r' not in r.stdout and '%' not in r.stdout
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ['epoch', 'train_loss', 'valid_loss', 'error_rate', 'time']
+    assert lines[1].split()[0] == '0' and len(lines) == 1 + 1 + 5  # header, one epoch, the summary
+    from fastai.learner import load_learner
+    assert 'EpochLines' not in str(load_learner(tmp_path/'learner.pkl').cbs)  # the export has fastai's own bars
 
 def test_pets_unreachable(tmp_path):
     "No cache (a fresh FASTAI_HOME) and no network: one clear line, exit 2, no traceback"

@@ -75,6 +75,8 @@ def test_titles_k_and_target_by_label(trained):
     by_index = interp.item_maps([0, 1, 2], target=1)
     torch.testing.assert_close(by_label, by_index)
     with pytest.raises(ValueError, match=r"not in dls.vocab \[False, True\]"): interp.plot_cam(target='dog')
+    n = len(interp.losses)  # a validation set smaller than the default k = 9 draws every item, as fastai does
+    assert len([ax for ax in interp.plot_cam(k=n + 5).axes if ax.images]) == n
 
 def test_plot_cam_map_equals_show_cam(trained):
     interp = CAMInterpretation.from_learner(trained, layer='0.6', method='gradcam++')
