@@ -14,6 +14,11 @@ from fastcam.all import cam_maps, find_layer, CAMInterpretation, synth_pets, is_
 SEED, THREADS = 42, 2
 PEERS = ('fastcam', 'pytorch-grad-cam', 'torchcam', 'captum')
 LAYERS = ('0', '0.6')
+VIT, VIT_LAYER, VIT_PEERS = 'vit_tiny_patch16_224', 'blocks.11.norm1', ('fastcam', 'pytorch-grad-cam', 'captum')
+
+def vit_reshape(t):
+    "pytorch-grad-cam's documented ViT `reshape_transform`: drop the class token, fold 14×14 patches, channels first"
+    return t[:, 1:].reshape(t.shape[0], 14, 14, t.shape[2]).permute(0, 3, 1, 2)
 
 def gradcam_fn(lib:str, model, layer:str):
     "A function `x, targets -> maps` computing Grad-CAM with library `lib` (set-up cost outside, as a user would)"
@@ -22,7 +27,7 @@ def gradcam_fn(lib:str, model, layer:str):
     if lib == 'pytorch-grad-cam':
         from pytorch_grad_cam import GradCAM
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-        cam = GradCAM(model, [mod])
+        cam = GradCAM(model, [mod], reshape_transform=vit_reshape if layer == VIT_LAYER else None)
         return lambda x, t: cam(x, [ClassifierOutputTarget(int(c)) for c in t])
     if lib == 'torchcam':
         from torchcam.methods import GradCAM
@@ -49,18 +54,22 @@ def paired(f, base, repeats):
 
 def fmt(r): return f"{r[1]:.2f}× ({r[0]:.2f}–{r[2]:.2f})"
 
-def model_and_batch(bs, size, n_out=2):
+def model_and_batch(bs, size, n_out=2, arch='resnet34'):
+    "fastai's resnet34 model, or timm's ViT (as `arch`), random weights, eval mode; and a random batch"
     set_seed(SEED)
+    if arch == VIT:
+        import timm
+        return timm.create_model(VIT, pretrained=False, num_classes=n_out).eval(), torch.randn(bs, 3, 224, 224)
     return create_vision_model(resnet34, n_out, pretrained=False).eval(), torch.randn(bs, 3, size, size)
 
 def _status(key):
     "A field of /proc/self/status, in MB"
     return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith(key + ':')) / 1024
 
-def mem_child(lib, layer, bs, size):
+def mem_child(lib, layer, bs, size, arch):
     "Peak RSS of one pass (plain forward if `lib='plain'`, else one library's Grad-CAM) in a process of its own"
     torch.set_num_threads(THREADS)
-    model, x = model_and_batch(bs, size)
+    model, x = model_and_batch(bs, size, arch=arch)
     t = torch.zeros(bs, dtype=torch.long)
     f = (lambda: model(x)) if lib == 'plain' else gradcam_fn(lib, model, layer)
     with open('/proc/self/clear_refs', 'w') as fh: fh.write('5')  # reset the peak (VmHWM) to the current RSS
@@ -70,8 +79,8 @@ def mem_child(lib, layer, bs, size):
     else: f(x, t)
     print(json.dumps(dict(before=before, peak=_status('VmHWM'))))
 
-def measure_mem(lib, layer, bs, size):
-    out = subprocess.run([sys.executable, __file__, '--mem-child', lib, layer, str(bs), str(size)], check=True,
+def measure_mem(lib, layer, bs, size, arch='resnet34'):
+    out = subprocess.run([sys.executable, __file__, '--mem-child', lib, layer, str(bs), str(size), arch], check=True,
                          capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -110,6 +119,16 @@ def main(smoke=False, bs=16, mem_bs=64, size=224, repeats=5, out='benchmarks/RES
             mem[lib, layer] = (m['peak'] / plain_mem['peak'], growth(m) / growth(plain_mem))
             log(f"memory {lib:17s} @ {layer}: {mem[lib, layer][0]:.2f}× total, {mem[lib, layer][1]:.2f}× of the pass")
 
+    # 1b. The same for a vision transformer (timm ViT-tiny, 224 px), at its last block's first norm
+    vit, xv = model_and_batch(bs, size, arch=VIT)
+    def vplain():
+        with torch.no_grad(): vit(xv)
+    vfns = {lib: gradcam_fn(lib, vit, VIT_LAYER) for lib in VIT_PEERS}
+    vspeed = {lib: paired(lambda: f(xv, t), vplain, repeats) for lib, f in vfns.items()}
+    vplain_mem = measure_mem('plain', VIT_LAYER, mem_bs, size, VIT)
+    vmem = {lib: measure_mem(lib, VIT_LAYER, mem_bs, size, VIT)['peak'] / vplain_mem['peak'] for lib in VIT_PEERS}
+    log('ViT', {lib: f"time {fmt(vspeed[lib])}, memory {vmem[lib]:.2f}×" for lib in VIT_PEERS})
+
     # 2. Other fastcam methods ÷ plain forward; 'all' (37 classes) ÷ one class
     others = {m: paired(lambda: cam_maps(model, x, '0', t, m), plain, repeats)
               for m in ('gradcam', 'gradcam++', 'hirescam', 'xgradcam', 'layercam', 'eigencam')}
@@ -146,7 +165,8 @@ def missed_targets(v):
              ('CAMInterpretation ratio', v['cami'][1], 1.10, ''),
              ("target='all' ratio", v['allr']['0'][1], 1.5, ''),
              ('cam_predict ratio', v['pred'][1], 1.2, ' One `predict` of one item takes tens of milliseconds, so this '
-              'ratio is the noisiest here (see its min–max); it measured 1.06× in an earlier full run.')]
+              'ratio is the noisiest here (see its min–max); it measured 1.06× in an earlier full run.'),
+             ('ViT peak RSS ratio', v['vmem']['fastcam'], 1.10, ''), ('ViT time ratio', v['vspeed']['fastcam'][1], 1.2, '')]
     miss = [f"- Missed: {n} {r:.2f}× against ≤ {g}× ({(r / g - 1) * 100:.0f}% over).{why}" for n, r, g, why in goals if r > g]
     return (miss + [""]) if miss else []
 
@@ -165,7 +185,7 @@ def write_results(out, v):
          "",
          f"- CPU: {cpu}, {os.cpu_count()} cores, `torch.set_num_threads({THREADS})`, no GPU",
          f"- Python {platform.python_version()}, torch {torch.__version__}, fastai {fastai.__version__}, "
-         f"grad-cam {md.version('grad-cam')}, torchcam {md.version('torchcam')}, captum {captum.__version__}",
+         f"grad-cam {md.version('grad-cam')}, torchcam {md.version('torchcam')}, captum {captum.__version__}, timm {md.version('timm')}",
          f"- Model: fastai `create_vision_model(resnet34, 2, pretrained=False)`, eval mode, CPU, seed {SEED}",
          f"- Timing: batch size {v['bs']}, {v['size']} px. Memory: batch size {v['mem_bs']}, {v['size']} px, one process per "
          f"library and layer (peak RSS: `VmHWM` after resetting it just before the pass)",
@@ -198,6 +218,13 @@ def write_results(out, v):
          f"| `target='all'` (37 classes) ÷ single class, `model[0][-2]` | reported | {fmt(allr['0.6'])} | |",
          f"| `learn.cam_predict(item)` ÷ `learn.predict(item)` | ≤ 1.2× | {fmt(v['pred'])} {mark(v['pred'][1] <= 1.2)} | |",
          "",
+         f"| ViT: peak RSS of a Grad-CAM pass ÷ plain inference, bs {v['mem_bs']} | ≤ 1.10× | "
+         f"{v['vmem']['fastcam']:.2f}× {mark(v['vmem']['fastcam'] <= 1.10)} | "
+         + ', '.join(f"{p} {v['vmem'][p]:.2f}×" for p in VIT_PEERS[1:]) + " |",
+         f"| ViT: Grad-CAM time ÷ plain forward, bs {v['bs']} | ≤ 1.2× | {fmt(v['vspeed']['fastcam'])} "
+         f"{mark(v['vspeed']['fastcam'][1] <= 1.2)} | "
+         + ', '.join(f"{p} {fmt(v['vspeed'][p])}" for p in VIT_PEERS[1:]) + " |",
+         "",
          *missed_targets(v),
          "## Grad-CAM, per library",
          "",
@@ -212,6 +239,13 @@ def write_results(out, v):
         for lib in PEERS:
             L.append(f"| {lib} | `{'model[0]' if layer == '0' else 'model[0][-2]'}` | {fmt(speed[lib, layer])} | "
                      f"{mem[lib, layer][0]:.2f}× | {mem[lib, layer][1]:.2f}× |")
+    L += ["", f"## Vision transformer: timm `{VIT}`, at `{VIT_LAYER}`", "",
+          "Random weights, 224 px, the same batch sizes. The layer outputs 197 tokens (a class token and 14×14 "
+          "patches); fastcam folds them itself, pytorch-grad-cam is given its documented `reshape_transform`, and "
+          "captum's `LayerGradCam` has no token layout (it averages the gradient over the 192 features, so its map is "
+          "not a patch map: it is listed for the cost of the same forward and backward).", "",
+          "| library | time ÷ forward | peak RSS ÷ forward |", "|---|---|---|"]
+    L += [f"| {lib} | {fmt(v['vspeed'][lib])} | {v['vmem'][lib]:.2f}× |" for lib in VIT_PEERS]
     L += ["", "## Other fastcam methods, `model[0]`", "", "| method | time ÷ forward |", "|---|---|"]
     L += [f"| `{m}` | {fmt(r)} |" for m, r in others.items()]
     L += ["", f"Total run time: {time.time() - v['t0']:.0f} s.", ""]
@@ -219,7 +253,7 @@ def write_results(out, v):
 
 if __name__ == '__main__':
     if len(sys.argv) > 1 and sys.argv[1] == '--mem-child':
-        mem_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])); sys.exit()
+        mem_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]); sys.exit()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--smoke', action='store_true', help='bs 2, one repeat, tiny images: checks the script runs')
     p.add_argument('--bs', type=int, default=16); p.add_argument('--repeats', type=int, default=5)

@@ -10,19 +10,44 @@ from fastai.basics import *
 from fastai.callback.hook import HookCallback
 from fastai.learner import _ConstantFunc
 from .core import *
+from dataclasses import dataclass
+from typing import Callable
 
 # %% auto #0
-__all__ = ['body_layer', 'CAMCallback']
+__all__ = ['LEARNER_KINDS', 'LearnerKind', 'learner_kind', 'body_layer', 'CAMCallback']
 
 # %% ../nbs/01_callback.ipynb #041a12e8
 _TARGETS = "'pred', 'actual', 'all', a class index, or one index per item"
 
+@dataclass(frozen=True)
+class LearnerKind:
+    "What differs per kind of learner: how to recognise its model, and the layer hooked by default"
+    name:str
+    match:Callable # model -> bool
+    default_layer:Callable # model -> the module to hook
+
+def _vit(model:nn.Module)->nn.Module|None:
+    "The timm ViT-family model (a patch grid, prefix tokens, `blocks`) inside `model`, if any"
+    return next((m for m in model.modules() if token_grid(m) is not None and len(getattr(m, 'blocks', ()))), None)
+
+# The last block's first norm: with class-token pooling the *output* of the last block reaches the logits through the
+# class token only, so its patch tokens get exactly zero gradient; the norm's output feeds attention over all tokens.
+LEARNER_KINDS = (
+    LearnerKind('vit', lambda m: _vit(m) is not None, lambda m: _vit(m).blocks[-1].norm1),
+    LearnerKind('body/head', lambda m: isinstance(m, nn.Sequential) and len(m) > 1, lambda m: m[0]),
+)
+
+def learner_kind(model:nn.Module)->LearnerKind:
+    "The first of `LEARNER_KINDS` that `model` matches, else a `ValueError` that says to pass `layer=`"
+    kind = next((k for k in LEARNER_KINDS if k.match(model)), None)
+    if kind is None: raise ValueError("CAMCallback(layer=None) hooks the body `learn.model[0]` of a vision_learner "
+                                      "model (or the last block of a timm ViT), but this model is neither: pass layer= "
+                                      "(a module, or a name from learn.model.named_modules())")
+    return kind
+
 def body_layer(model:nn.Module)->nn.Module:
-    "The body `model[0]` of a `vision_learner` model (for timm, its feature stages): the default layer to hook"
-    if isinstance(model, nn.Sequential) and len(model) > 1: return model[0]
-    raise ValueError("CAMCallback(layer=None) hooks the body `learn.model[0]` of a vision_learner model, but this "
-                     "model is not a body/head nn.Sequential: pass layer= (a module, or a name from "
-                     "learn.model.named_modules())")
+    "The layer hooked by default: the body `model[0]` of a `vision_learner` CNN, the last block's norm of a timm ViT"
+    return learner_kind(model).default_layer(model)
 
 class CAMCallback(HookCallback):
     "Fill `learn.cam.maps` and `learn.cam.targets` during `get_preds`, `validate` and `predict`"
@@ -30,24 +55,25 @@ class CAMCallback(HookCallback):
     def __init__(self, layer:nn.Module|str|None=None, # Layer to hook; defaults to the body, `learn.model[0]`
                  method:str='gradcam', # One of `CAM_METHODS`
                  target:str|int|list|Tensor='pred', # 'pred', 'actual', 'all', a class index, or one index per item
+                 reshape:Callable|None=None, # Layout of the layer's output → `(bs, k, *spatial)`; default: from the model
                 ):
         super().__init__(modules=None, remove_end=True, detach=False, cpu=False)
         if check_method(method) == 'scorecam': raise ValueError(SCORECAM_NEEDS_INPUT)
         if isinstance(target, str) and target not in ('pred', 'actual', 'all'):
             raise ValueError(f"Unknown target {target!r}; use {_TARGETS}")
-        store_attr('layer,method,target')
+        store_attr('layer,method,target,reshape')
         self._in_fit = False
         self._init_state()
 
     def _init_state(self): self.hooks = self.maps = self.targets = self._maps = self._targs = None
 
     def hooked_layer(self)->nn.Module|str:
-        "The layer to hook: `layer`, or the body of a `vision_learner` model"
+        "The layer to hook: `layer`, or the default of the model's kind (`body_layer`)"
         return body_layer(self.model) if self.layer is None else self.layer
 
     def before_fit(self): self._in_fit = False
     def before_train(self): self._in_fit = True  # only `fit` trains: its validation is left alone too
-    def _register(self): self.hooks = CAMHook(self.model, self.hooked_layer(), self.method)
+    def _register(self): self.hooks = CAMHook(self.model, self.hooked_layer(), self.method, self.reshape)
 
     def before_validate(self):
         self._remove()
@@ -80,4 +106,6 @@ class CAMCallback(HookCallback):
         self._remove()
         self._maps = self._targs = None
 
-    def __repr__(self): return f"CAMCallback(layer={self.layer!r}, method={self.method!r}, target={self.target!r})"
+    def __repr__(self):
+        return (f"CAMCallback(layer={self.layer!r}, method={self.method!r}, target={self.target!r}"
+                + ('' if self.reshape is None else f", reshape={self.reshape!r}") + ')')

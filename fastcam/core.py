@@ -6,13 +6,15 @@ Docs: https://fastcam.github.io/fastcam/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #715cd1a5
 from __future__ import annotations
-import torch, torch.nn as nn, torch.nn.functional as F
+import math, torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from contextlib import contextmanager
+from typing import Callable
 
 # %% auto #0
 __all__ = ['CAM_METHODS', 'SCORECAM_NEEDS_INPUT', 'find_layer', 'cam_head', 'check_method', 'inference_state', 'resolve_targets',
-           'normalize_maps', 'upsample_maps', 'CAMHook', 'cam_maps']
+           'normalize_maps', 'upsample_maps', 'channels_last', 'TokenGrid', 'token_grid', 'auto_layout', 'CAMHook',
+           'cam_maps']
 
 # %% ../nbs/00_core.ipynb #3bb348c1
 CAM_METHODS = ('cam', 'gradcam', 'gradcam++', 'hirescam', 'xgradcam', 'layercam', 'eigencam', 'scorecam')
@@ -62,11 +64,11 @@ def _cam_linear(ran:list, out:Tensor, n_channels:int)->nn.Linear:
     return lins[0]
 
 # %% ../nbs/00_core.ipynb #f5392ea8
-def _wsum(w, A): return (w * A).sum(-3)
-def _spatial(t, keepdim=True): return t.sum((-2, -1), keepdim=keepdim)
+def _wsum(w, A): return (w * A).sum(-2)
+def _spatial(t, keepdim=True): return t.sum(-1, keepdim=keepdim)
 
-def _cam(A, G, W):      return _wsum(W[..., None, None], A)
-def _gradcam(A, G, W):  return _wsum(G.mean((-2, -1), keepdim=True), A)
+def _cam(A, G, W):      return _wsum(W[..., None], A)
+def _gradcam(A, G, W):  return _wsum(G.mean(-1, keepdim=True), A)
 def _hirescam(A, G, W): return _wsum(G, A)
 def _layercam(A, G, W): return _wsum(G.relu(), A)
 def _xgradcam(A, G, W): return _wsum(_spatial(G * A) / (_spatial(A) + 1e-7), A)
@@ -78,13 +80,13 @@ def _gradcampp(A, G, W):
     return _wsum(_spatial(alpha * G.relu()), A)
 
 def _eigencam(A, G, W):
-    "Projection of each location on the first principal component of the channels, signed to agree with the mean"
-    flat = A.flatten(-2).transpose(-1, -2)  # (..., h*w, k)
+    "Projection of each position on the first principal component of the channels, signed to agree with the mean"
+    flat = A.transpose(-1, -2)  # (..., s, k)
     centred = flat - flat.mean(-2, keepdim=True)
     v = torch.linalg.svd(centred, full_matrices=False).Vh[..., 0, :]  # (..., k)
-    proj = (centred @ v[..., None])[..., 0]  # (..., h*w)
+    proj = (centred @ v[..., None])[..., 0]  # (..., s)
     sign = torch.sign((proj * (flat.mean(-1) - flat.mean((-2, -1))[..., None])).sum(-1, keepdim=True))
-    return (proj * torch.where(sign == 0, torch.ones_like(sign), sign)).unflatten(-1, A.shape[-2:])
+    return proj * torch.where(sign == 0, torch.ones_like(sign), sign)
 
 _WEIGHT_FNS = {'cam': _cam, 'gradcam': _gradcam, 'gradcam++': _gradcampp, 'hirescam': _hirescam,
                'xgradcam': _xgradcam, 'layercam': _layercam, 'eigencam': _eigencam, 'scorecam': _cam}
@@ -142,29 +144,96 @@ def upsample_maps(maps:Tensor, # Maps `(..., h, w)`
     up = F.interpolate(maps.reshape(-1, 1, *maps.shape[-2:]).float(), size=size, mode='bilinear', align_corners=False)
     return up.reshape(*maps.shape[:-2], *up.shape[-2:])
 
+# %% ../nbs/00_core.ipynb #c9879c6e
+def channels_last(o:Tensor, # A channels-last output `(bs, *spatial, k)`
+                 )->Tensor:
+    "`(bs, *spatial, k)` → `(bs, k, *spatial)`: for channels-last layers, and `(bs, L, d)` sequences (1-D maps)"
+    return o.movedim(-1, 1)
+
+class TokenGrid:
+    "Layout of ViT tokens `(bs, n_prefix + h*w, d)` → `(bs, d, h, w)`: prefix tokens dropped, patch tokens folded"
+    def __init__(self, n_prefix:int, # Class/distillation/register tokens before the patches
+                 grid:tuple[int, int], # The patch grid `(h, w)`
+                ):
+        self.n_prefix, self.grid = int(n_prefix), tuple(int(g) for g in grid)
+
+    def __call__(self, o:Tensor)->Tensor:
+        (h, w), n = self.grid, self.n_prefix
+        if o.ndim != 3 or o.shape[1] != n + h * w:
+            raise ValueError(f"{tuple(o.shape)} does not fold to ViT tokens: expected (bs, {n} prefix + {h}×{w} "
+                             f"patches = {n + h * w}, d). Pass reshape= (a callable giving (bs, channels, h, w)), e.g. "
+                             f"reshape=TokenGrid(n_prefix, (h, w)) with this layer's own numbers")
+        return o[:, n:].transpose(1, 2).unflatten(2, (h, w))
+
+    def __repr__(self): return f"TokenGrid(n_prefix={self.n_prefix}, grid={self.grid})"
+
+def token_grid(model:nn.Module)->TokenGrid|None:
+    "The `TokenGrid` of a timm ViT-family model (`num_prefix_tokens`, `patch_embed.grid_size`), else `None`"
+    grid = getattr(getattr(model, 'patch_embed', None), 'grid_size', None)
+    n = getattr(model, 'num_prefix_tokens', None)
+    return None if grid is None or n is None else TokenGrid(n, grid)
+
+def _ancestors(model:nn.Module, name:str)->list[nn.Module]:
+    "The modules that contain the layer called `name`, innermost first, `model` last"
+    parts = name.split('.')
+    return [model.get_submodule('.'.join(parts[:i])) for i in range(len(parts) - 1, 0, -1)] + [model]
+
+def auto_layout(model:nn.Module, # The model
+                name:str, # The hooked layer's name in `model`
+                o:Tensor, # The layer's output
+               )->Callable|None:
+    "The layout of `o` from what the model says about itself: `None` (channels first), `channels_last` or a `TokenGrid`"
+    outer = _ancestors(model, name)
+    if o.ndim == 4:
+        fmt = next((m.output_fmt for m in outer if isinstance(getattr(m, 'output_fmt', None), str)), 'NCHW')
+        return channels_last if str(fmt).upper() == 'NHWC' else None
+    if o.ndim == 3:
+        grid = next((g for g in map(token_grid, outer) if g is not None), None)
+        if grid is not None: return grid
+        raise ValueError(f"Layer {name!r} gives {tuple(o.shape)}, which is not a known layout: pass reshape=channels_last "
+                         f"for one 1-D map over its {o.shape[1]} positions, reshape=TokenGrid(n_prefix, (h, w)) for ViT "
+                         f"tokens, or any callable giving (bs, channels, *spatial)")
+    raise ValueError(f"Layer {name!r} must output a (bs, channels, h, w) tensor, or pass reshape= (a callable giving "
+                     f"(bs, channels, *spatial)); it gave {tuple(o.shape)}")
+
 # %% ../nbs/00_core.ipynb #52a7262a
 class CAMHook:
     "Capture `layer`'s activation in forward passes of `model`, and turn it into maps with `compute`"
     def __init__(self, model:nn.Module, # Any model
                  layer:nn.Module|str, # Layer to hook: a submodule or its dotted name
                  method:str='gradcam', # One of `CAM_METHODS`
+                 reshape:Callable|None=None, # Layout of the layer's output → `(bs, k, *spatial)`; default: `auto_layout`
                 ):
         self.method, (self.name, self.layer) = check_method(method), find_layer(model, layer)
-        self.act, self.grad_mode, self.ran, self.paused = None, None, [], False
+        if reshape is not None and not callable(reshape):
+            raise TypeError(f"reshape must be a callable from the layer's output to (bs, channels, *spatial), such as "
+                            f"channels_last or TokenGrid(n_prefix, (h, w)), not {type(reshape).__name__}")
+        self.model, self.reshape = model, reshape
+        self.act, self.layout, self.grad_mode, self.ran, self.paused = None, None, None, [], False
         self.handles = [self.layer.register_forward_hook(self._hook)]
         if method == 'cam':  # record what runs after the layer, to check the head
             inner = set(self.layer.modules())
             self.handles += [m.register_forward_hook(self._record) for m in model.modules()
                              if m not in inner and not list(m.children())]
 
+    def _laid_out(self, o:Tensor)->Tensor:
+        "`o` in the layout `(bs, k, *spatial)`, checked"
+        res = self.layout(o) if self.layout is not None else o
+        if not isinstance(res, Tensor) or res.ndim < 3 or res.shape[0] != o.shape[0]:
+            raise ValueError(f"The layout of layer {self.name!r} must give (bs, channels, *spatial) with bs = "
+                             f"{o.shape[0]}; it gave {tuple(res.shape) if isinstance(res, Tensor) else type(res).__name__}")
+        return res
+
     def _hook(self, m, i, o):
         if self.paused: return
         if self.act is not None:
             raise RuntimeError(f"Layer {self.name!r} ran twice in one forward pass; CAM needs a layer that runs once per "
                                f"forward. Hook the module that contains both calls instead.")
-        if not isinstance(o, Tensor) or o.ndim != 4:
-            raise ValueError(f"Layer {self.name!r} must output a (bs, channels, h, w) tensor; it gave "
-                             f"{tuple(o.shape) if isinstance(o, Tensor) else type(o).__name__}")
+        if not isinstance(o, Tensor):
+            raise ValueError(f"Layer {self.name!r} must output a tensor; it gave {type(o).__name__}: hook a layer "
+                             f"that outputs one")
+        self.layout = self.reshape if self.reshape is not None else auto_layout(self.model, self.name, o)
+        self._laid_out(o.detach())  # a bad layout fails here, in the forward, before any work
         self.grad_mode = torch.is_grad_enabled()
         self.act, self.ran = o.detach().requires_grad_(self.method not in _NO_GRAD), []
         if self.method not in _NO_GRAD: torch.set_grad_enabled(True)  # record the graph from here on only
@@ -179,27 +248,30 @@ class CAMHook:
                 model:nn.Module|None=None, # For `'scorecam'` only: the model, run again on masked inputs
                 batch_size:int=64, # For `'scorecam'` only: masked inputs per forward pass
                )->tuple[Tensor, Tensor|None]:
-        "Maps `(bs, h, w)` (`(bs, n_classes, h, w)` for `'all'`) and the class index per item (`None` for `'all'`)"
+        "Maps `(bs, *spatial)` (`(bs, n_classes, *spatial)` for `'all'`) and the class per item (`None` for `'all'`)"
         if self.method == 'scorecam' and (x is None or model is None):
             raise ValueError(SCORECAM_NEEDS_INPUT)
         if self.act is None:
             raise RuntimeError(f"Layer {self.name!r} did not run in the forward pass, so there is no activation to "
                                f"map: pick a layer that the model's forward uses")
-        A, self.act = self.act, None
+        leaf, self.act = self.act, None
         try:
             with torch.enable_grad():
                 t = resolve_targets(target, out)
-                W = G = None
+                A = self._laid_out(leaf)  # (bs, k, *spatial)
+                spatial, W = A.shape[2:], None
                 if self.method == 'cam': W = _cam_linear(self.ran, out, A.shape[1]).weight
                 if self.method == 'cam' and t is not None: W = W[t]
-                if self.method not in _NO_GRAD: G = _class_grads(out, A, t)
+                G = _class_grads(out, leaf, t, self._laid_out) if self.method not in _NO_GRAD else None
                 if self.method == 'scorecam':
                     self.paused = True
                     try: W = _scorecam_weights(model, x, A, t, batch_size)
                     finally: self.paused = False
+                A = A.flatten(2)  # (bs, k, s): positions flattened
                 if t is None: A = A[:, None]  # broadcast over the class dimension
-                maps = _WEIGHT_FNS[self.method](A, G, W).detach()
-                if t is None and maps.shape[1] == 1: maps = maps.expand(-1, out.shape[1], -1, -1)
+                maps = _WEIGHT_FNS[self.method](A, None if G is None else G.flatten(-len(spatial)), W).detach()
+                maps = maps.unflatten(-1, spatial)
+                if t is None and maps.shape[1] == 1: maps = maps.expand(-1, out.shape[1], *spatial)
         finally: torch.set_grad_enabled(self.grad_mode)
         return (maps if self.method == 'cam' else maps.relu()), t
 
@@ -234,19 +306,19 @@ def _scorecam_weights(model:nn.Module, x:Tensor, A:Tensor, t:Tensor|None, batch_
     return scores.transpose(1, 2) if t is None else scores[torch.arange(n), :, t]
 
 # %% ../nbs/00_core.ipynb #256e8ed8
-def _class_grads(out:Tensor, A:Tensor, t:Tensor|None)->Tensor:
-    "Gradient of the class score(s) `t` with respect to the leaf `A`: `(bs, k, h, w)`, or `(bs, c, k, h, w)` if `t` is None"
+def _class_grads(out:Tensor, leaf:Tensor, t:Tensor|None, layout:Callable)->Tensor:
+    "Gradient of the class score(s) `t` w.r.t. `leaf`, laid out: `(bs, k, *spatial)`, or `(bs, c, k, *spatial)` if `t` is None"
     if not out.requires_grad:
         raise RuntimeError("The model output does not depend on the hooked layer through autograd; pick a layer whose "
                            "output the rest of the model uses")
     if t is not None:
-        g, = torch.autograd.grad(out.gather(1, t[:, None]).sum(), A, allow_unused=True)
-    else:
-        eye = torch.eye(out.shape[1], dtype=out.dtype, device=out.device)[:, None].expand(-1, *out.shape)
-        g, = torch.autograd.grad(out, A, eye, is_grads_batched=True, allow_unused=True)
-        g = None if g is None else g.transpose(0, 1)
+        g, = torch.autograd.grad(out.gather(1, t[:, None]).sum(), leaf, allow_unused=True)
+        if g is None: raise RuntimeError("The model output does not depend on the hooked layer; pick a layer on its path")
+        return layout(g)
+    eye = torch.eye(out.shape[1], dtype=out.dtype, device=out.device)[:, None].expand(-1, *out.shape)
+    g, = torch.autograd.grad(out, leaf, eye, is_grads_batched=True, allow_unused=True)  # (c, bs, ...)
     if g is None: raise RuntimeError("The model output does not depend on the hooked layer; pick a layer on its path")
-    return g
+    return layout(g.flatten(0, 1)).unflatten(0, g.shape[:2]).transpose(0, 1)
 
 # %% ../nbs/00_core.ipynb #85d6885c
 def cam_maps(model:nn.Module, # Any classifier returning `(bs, n_classes)`
@@ -255,8 +327,9 @@ def cam_maps(model:nn.Module, # Any classifier returning `(bs, n_classes)`
              target:str|int|list|Tensor='pred', # `'pred'`, `'all'`, a class index or one index per item
              method:str='gradcam', # One of `CAM_METHODS`
              batch_size:int=64, # For `'scorecam'` only: masked inputs per forward pass
+             reshape:Callable|None=None, # Layout of the layer's output → `(bs, k, *spatial)`; default: `auto_layout`
             )->Tensor:
     "Raw maps `(bs, h, w)` (`(bs, n_classes, h, w)` for `'all'`) at `layer`'s resolution, after the method's ReLU"
-    with inference_state(model), CAMHook(model, layer, method) as hook:
+    with inference_state(model), CAMHook(model, layer, method, reshape) as hook:
         with torch.no_grad(): out = model(x)
         return hook.compute(out, target, x, model, batch_size)[0]

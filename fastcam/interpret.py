@@ -63,14 +63,15 @@ class CAMInterpretation(ClassificationInterpretation):
     def from_learner(cls, learn:Learner, # The learner to interpret
                      ds_idx:int=1, # Index of `learn.dls` when `dl` is None
                      dl:DataLoader|None=None, # `DataLoader` to make predictions and maps on
-                     layer:nn.Module|str|None=None, # Layer to hook; defaults to the body, `learn.model[0]`
+                     layer:nn.Module|str|None=None, # Layer to hook; default: `body_layer` (the body, a ViT's last block)
                      method:str='gradcam', # One of `CAM_METHODS`
                      target='pred', # `'pred'`, `'actual'`, a vocab label or a class index
                      act=None, # Override the default prediction activation
+                     reshape=None, # Layout of the layer's output → `(bs, k, *spatial)`; default: from the model
                     ):
         "Predictions, losses and maps of `dl` from one `get_preds` pass"
         if dl is None: dl = learn.dls[ds_idx].new(shuffle=False, drop_last=False)
-        cam = CAMCallback(layer, method, vocab_target(learn.dls.vocab, target))
+        cam = CAMCallback(layer, method, vocab_target(learn.dls.vocab, target), reshape)
         with _cam_free(learn):
             preds, targs, decoded, losses = learn.get_preds(dl=dl, with_decoded=True, with_loss=True, act=act, cbs=cam)
         return cls(learn, dl, losses, act, preds, targs, decoded, cam)
@@ -111,7 +112,7 @@ def item_maps(self:CAMInterpretation,
     target = cam.target if target is None else vocab_target(self.vocab, target)
     same_layer = _layer_name(self.learn, layer) == _layer_name(self.learn, cam.layer)
     if same_layer and (method, target) == (cam.method, cam.target): return cam.maps[tensor(idxs)]
-    cb = CAMCallback(layer, method, target)
+    cb = CAMCallback(layer, method, target, cam.reshape if same_layer else None)
     with _cam_free(self.learn):
         self.learn.get_preds(dl=self.learn.dls.test_dl(self._items(idxs), with_labels=True), cbs=cb, reorder=False)
     return cb.maps
@@ -162,19 +163,20 @@ def plot_top_losses(self:CAMInterpretation, k, largest=True, cam:bool=False, **k
 @patch
 def cam_predict(self:Learner, item, # An item, as for `learn.predict`
                 target=None, # `None` or `'pred'` for the prediction, a vocab label or a class index
-                layer:nn.Module|str|None=None, # Layer to hook; defaults to the body, `learn.model[0]`
+                layer:nn.Module|str|None=None, # Layer to hook; default: `body_layer`
                 method:str='gradcam', # One of `CAM_METHODS`
                 with_input:bool=False, # Also return the decoded input, first
+                reshape=None, # Layout of the layer's output → `(bs, k, *spatial)`; default: from the model
                )->tuple:
     "`(label, probs, map)` of `item` from one `predict` pass; the map is raw, at the layer's resolution"
-    cb = CAMCallback(layer, method, vocab_target(self.dls.vocab, ifnone(target, 'pred')))
+    cb = CAMCallback(layer, method, vocab_target(self.dls.vocab, ifnone(target, 'pred')), reshape)
     with _cam_free(self), self.added_cbs(cb): inp, label, _, probs = self.predict(item, with_input=True)
     return (inp, label, probs, cb.maps[0]) if with_input else (label, probs, cb.maps[0])
 
 @patch
 def show_cam(self:Learner, item, target=None, layer:nn.Module|str|None=None, method:str='gradcam', ax=None,
-             alpha:float=0.6, cmap:str='magma', **kwargs)->tuple:
+             alpha:float=0.6, cmap:str='magma', reshape=None, **kwargs)->tuple:
     "Draw the map of `item` over it, titled with the predicted label and probability; return `(label, probs, map)`"
-    inp, label, probs, m = self.cam_predict(item, target, layer, method, with_input=True)
+    inp, label, probs, m = self.cam_predict(item, target, layer, method, with_input=True, reshape=reshape)
     show_cam_overlay(inp, m, ax=ax, alpha=alpha, cmap=cmap, title=f"{label} ({probs.max().item():.2f})", **kwargs)
     return label, probs, m
