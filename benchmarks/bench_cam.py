@@ -217,7 +217,6 @@ def write_results(out, v):
          f"peers: one pass per class (37×) |",
          f"| `target='all'` (37 classes) ÷ single class, `model[0][-2]` | reported | {fmt(allr['0.6'])} | |",
          f"| `learn.cam_predict(item)` ÷ `learn.predict(item)` | ≤ 1.2× | {fmt(v['pred'])} {mark(v['pred'][1] <= 1.2)} | |",
-         "",
          f"| ViT: peak RSS of a Grad-CAM pass ÷ plain inference, bs {v['mem_bs']} | ≤ 1.10× | "
          f"{v['vmem']['fastcam']:.2f}× {mark(v['vmem']['fastcam'] <= 1.10)} | "
          + ', '.join(f"{p} {v['vmem'][p]:.2f}×" for p in VIT_PEERS[1:]) + " |",

@@ -13,8 +13,8 @@ from typing import Callable
 
 # %% auto #0
 __all__ = ['CAM_METHODS', 'SCORECAM_NEEDS_INPUT', 'find_layer', 'cam_head', 'check_method', 'inference_state', 'resolve_targets',
-           'normalize_maps', 'upsample_maps', 'channels_last', 'TokenGrid', 'token_grid', 'auto_layout', 'CAMHook',
-           'cam_maps']
+           'predicted_region', 'class_scores', 'normalize_maps', 'upsample_maps', 'channels_last', 'TokenGrid',
+           'token_grid', 'auto_layout', 'CAMHook', 'cam_maps']
 
 # %% ../nbs/00_core.ipynb #3bb348c1
 CAM_METHODS = ('cam', 'gradcam', 'gradcam++', 'hirescam', 'xgradcam', 'layercam', 'eigencam', 'scorecam')
@@ -110,16 +110,20 @@ def inference_state(model:nn.Module):
         torch.set_grad_enabled(grad_mode)
 
 # %% ../nbs/00_core.ipynb #8c6c1486
-def resolve_targets(target:str|int|list|Tensor, # `'pred'`, `'all'`, a class index, or one index per item
-                    out:Tensor, # Model output `(bs, n_classes)`
+def resolve_targets(target:str|int|list|Tensor, # `'pred'`, `'all'`, a class index, one index per item, or a bool mask
+                    out:Tensor, # Class scores `(bs, n_classes)`
                    )->Tensor|None:
-    "Class index per item as a long tensor, or `None` for `'all'`"
+    "Class index per item as a long tensor, a boolean `(bs, n_classes)` mask as it is, or `None` for `'all'`"
     if out.ndim != 2: raise ValueError(f"CAM needs a model output of shape (bs, n_classes); got {tuple(out.shape)}")
     bs, c = out.shape
     if isinstance(target, str):
         if target == 'all': return None
         if target == 'pred': return out.detach().argmax(1)
         raise ValueError(f"Unknown target {target!r}: use 'pred', 'all', a class index or one index per item")
+    if isinstance(target, Tensor) and target.dtype == torch.bool and target.ndim == 2:
+        if tuple(target.shape) != (bs, c):
+            raise ValueError(f"A mask of targets must be (bs, n_classes) = {(bs, c)}; got {tuple(target.shape)}")
+        return target.to(out.device)
     if isinstance(target, bool) or not isinstance(target, (int, list, tuple, Tensor)):
         raise TypeError(f"target must be 'pred', 'all', an int or a list/tensor of ints, not {type(target).__name__}")
     t = torch.as_tensor(target, device=out.device).long().flatten()
@@ -128,6 +132,31 @@ def resolve_targets(target:str|int|list|Tensor, # `'pred'`, `'all'`, a class ind
     if len(t) and (t.min() < 0 or t.max() >= c):
         raise ValueError(f"Target index out of range: {t.tolist()[:8]}; the model has {c} classes (0..{c-1})")
     return t
+
+# %% ../nbs/00_core.ipynb #5233f245
+def predicted_region(out:Tensor, # A dense output `(bs, c, *spatial)`
+                    )->Tensor:
+    "Boolean `(bs, c, *spatial)`: the pixels predicted (argmax over classes) as each class"
+    return F.one_hot(out.detach().argmax(1), out.shape[1]).movedim(-1, 1).bool()
+
+def class_scores(out:Tensor, # Logits `(bs, c)`, or a dense output `(bs, c, *spatial)`
+                 region:Tensor|None=None, # Dense only: pixels to sum over, `(bs, *spatial)`; default: each class's own
+                )->Tensor:
+    "Per-class scores `(bs, c)`: logits as they are; for a dense output, each class's logits summed over its region"
+    if out.ndim == 2:
+        if region is not None: raise ValueError("region= is for dense outputs (bs, c, H, W), such as segmentation; "
+                                                f"this model gives {tuple(out.shape)}")
+        return out
+    if out.ndim < 3: raise ValueError(f"CAM needs class scores (bs, n_classes) or a dense output (bs, c, *spatial); "
+                                      f"got {tuple(out.shape)}")
+    if region is None: region = predicted_region(out)
+    else:
+        region = torch.as_tensor(region, device=out.device)
+        if tuple(region.shape) != (out.shape[0], *out.shape[2:]):
+            raise ValueError(f"region must be one mask per item, {(out.shape[0], *out.shape[2:])} for this output; "
+                             f"got {tuple(region.shape)}")
+        region = region.bool()[:, None]
+    return (out * region).flatten(2).sum(-1)
 
 # %% ../nbs/00_core.ipynb #2ae537fa
 def normalize_maps(maps:Tensor, # Maps `(..., h, w)`
@@ -243,12 +272,14 @@ class CAMHook:
         if self.act is not None: self.ran.append(m)
 
     def compute(self, out:Tensor, # The model output of the forward pass that ran the hook
-                target:str|int|list|Tensor='pred', # `'pred'`, `'all'`, a class index or one index per item
+                target:str|int|list|Tensor='pred', # `'pred'`, `'all'`, a class, one per item, or a bool mask
                 x:Tensor|None=None, # For `'scorecam'` only: the input batch
                 model:nn.Module|None=None, # For `'scorecam'` only: the model, run again on masked inputs
                 batch_size:int=64, # For `'scorecam'` only: masked inputs per forward pass
+                region:Tensor|None=None, # Dense outputs only: pixels whose logits are summed, `(bs, H, W)`
                )->tuple[Tensor, Tensor|None]:
-        "Maps `(bs, *spatial)` (`(bs, n_classes, *spatial)` for `'all'`) and the class per item (`None` for `'all'`)"
+        """Maps `(bs, *spatial)` and the class per item; for `'all'` or a mask of targets, maps `(bs, n_classes,
+        *spatial)` (zero where a class is not explained) and the mask (`None` for `'all'`)"""
         if self.method == 'scorecam' and (x is None or model is None):
             raise ValueError(SCORECAM_NEEDS_INPUT)
         if self.act is None:
@@ -257,21 +288,35 @@ class CAMHook:
         leaf, self.act = self.act, None
         try:
             with torch.enable_grad():
-                t = resolve_targets(target, out)
+                scores = class_scores(out, region)
+                if self.method == 'scorecam' and out.ndim != 2:
+                    raise ValueError("method='scorecam' needs class scores (bs, n_classes); use a gradient method for "
+                                     "dense outputs")
+                t = resolve_targets(target, scores)
+                several = t is None or t.dtype == torch.bool  # a map per class: 'all', or a mask of targets
+                cols = None if t is None else t.any(0).nonzero()[:, 0] if several else t
                 A = self._laid_out(leaf)  # (bs, k, *spatial)
                 spatial, W = A.shape[2:], None
-                if self.method == 'cam': W = _cam_linear(self.ran, out, A.shape[1]).weight
-                if self.method == 'cam' and t is not None: W = W[t]
-                G = _class_grads(out, leaf, t, self._laid_out) if self.method not in _NO_GRAD else None
+                if self.method == 'cam':
+                    W = _cam_linear(self.ran, out, A.shape[1]).weight
+                    if cols is not None: W = W[cols]
+                G = _class_grads(scores, leaf, t, self._laid_out) if self.method not in _NO_GRAD else None
                 if self.method == 'scorecam':
                     self.paused = True
-                    try: W = _scorecam_weights(model, x, A, t, batch_size)
+                    try: W = _scorecam_weights(model, x, A, None if several else t, batch_size)
                     finally: self.paused = False
+                    if t is not None and several: W = W[:, cols]
                 A = A.flatten(2)  # (bs, k, s): positions flattened
-                if t is None: A = A[:, None]  # broadcast over the class dimension
+                if several: A = A[:, None]  # broadcast over the class dimension
                 maps = _WEIGHT_FNS[self.method](A, None if G is None else G.flatten(-len(spatial)), W).detach()
                 maps = maps.unflatten(-1, spatial)
-                if t is None and maps.shape[1] == 1: maps = maps.expand(-1, out.shape[1], *spatial)
+                if several:
+                    n = scores.shape[1] if t is None else len(cols)
+                    if maps.shape[1] != n: maps = maps.expand(-1, n, *spatial)
+                    if t is not None:  # back to one map per class, zero where a class is not explained
+                        full = maps.new_zeros(len(maps), scores.shape[1], *spatial)
+                        full[:, cols] = maps
+                        maps = full * t.view(*t.shape, *[1] * len(spatial))
         finally: torch.set_grad_enabled(self.grad_mode)
         return (maps if self.method == 'cam' else maps.relu()), t
 
@@ -307,29 +352,33 @@ def _scorecam_weights(model:nn.Module, x:Tensor, A:Tensor, t:Tensor|None, batch_
 
 # %% ../nbs/00_core.ipynb #256e8ed8
 def _class_grads(out:Tensor, leaf:Tensor, t:Tensor|None, layout:Callable)->Tensor:
-    "Gradient of the class score(s) `t` w.r.t. `leaf`, laid out: `(bs, k, *spatial)`, or `(bs, c, k, *spatial)` if `t` is None"
+    "Gradient of the scores `t` w.r.t. `leaf`, laid out: `(bs, k, *spatial)`, or `(bs, n, k, *spatial)` for `n` classes"
     if not out.requires_grad:
         raise RuntimeError("The model output does not depend on the hooked layer through autograd; pick a layer whose "
                            "output the rest of the model uses")
-    if t is not None:
+    if t is not None and t.dtype != torch.bool:
         g, = torch.autograd.grad(out.gather(1, t[:, None]).sum(), leaf, allow_unused=True)
         if g is None: raise RuntimeError("The model output does not depend on the hooked layer; pick a layer on its path")
         return layout(g)
-    eye = torch.eye(out.shape[1], dtype=out.dtype, device=out.device)[:, None].expand(-1, *out.shape)
-    g, = torch.autograd.grad(out, leaf, eye, is_grads_batched=True, allow_unused=True)  # (c, bs, ...)
+    cols = torch.arange(out.shape[1], device=out.device) if t is None else t.any(0).nonzero()[:, 0]
+    if not len(cols): return layout(torch.zeros_like(leaf))[:, None][:, :0]  # nothing to explain in this batch
+    eye = torch.zeros(len(cols), *out.shape, dtype=out.dtype, device=out.device)
+    eye[torch.arange(len(cols)), :, cols] = 1  # one batched backward: one class score per row
+    g, = torch.autograd.grad(out, leaf, eye, is_grads_batched=True, allow_unused=True)  # (n, bs, ...)
     if g is None: raise RuntimeError("The model output does not depend on the hooked layer; pick a layer on its path")
     return layout(g.flatten(0, 1)).unflatten(0, g.shape[:2]).transpose(0, 1)
 
 # %% ../nbs/00_core.ipynb #85d6885c
-def cam_maps(model:nn.Module, # Any classifier returning `(bs, n_classes)`
+def cam_maps(model:nn.Module, # A classifier `(bs, n_classes)`, or a dense model `(bs, c, H, W)` (segmentation)
              x:Tensor, # Input batch
              layer:nn.Module|str, # Layer to hook: a submodule or its dotted name
              target:str|int|list|Tensor='pred', # `'pred'`, `'all'`, a class index or one index per item
              method:str='gradcam', # One of `CAM_METHODS`
              batch_size:int=64, # For `'scorecam'` only: masked inputs per forward pass
              reshape:Callable|None=None, # Layout of the layer's output → `(bs, k, *spatial)`; default: `auto_layout`
+             region:Tensor|None=None, # Dense outputs only: pixels whose logits are summed, `(bs, H, W)`
             )->Tensor:
     "Raw maps `(bs, h, w)` (`(bs, n_classes, h, w)` for `'all'`) at `layer`'s resolution, after the method's ReLU"
     with inference_state(model), CAMHook(model, layer, method, reshape) as hook:
         with torch.no_grad(): out = model(x)
-        return hook.compute(out, target, x, model, batch_size)[0]
+        return hook.compute(out, target, x, model, batch_size, region)[0]
