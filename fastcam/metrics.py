@@ -185,7 +185,7 @@ def cam_report(self:CAMInterpretation,
     for m in progress_bar(methods, leave=False):
         row = dict(method=m)
         start = time.perf_counter()
-        try: maps = torch.cat([cam_maps(model, xb, layer, tb, m, batch_size) for xb, tb in
+        try: maps = torch.cat([cam_maps(model, xb, layer, tb, m, batch_size, self.cam.reshape) for xb, tb in
                                zip(x.split(batch_size), t.split(batch_size))])
         except ValueError as e:
             if m != 'cam': raise

@@ -142,3 +142,15 @@ def test_channels_last_swin_stage():
     ref = (g.mean((1, 2), keepdim=True) * a).sum(-1).relu()
     rel_close(cam_maps(model, x, 'layers.3', 1), ref)
     rel_close(cam_maps(model, x, 'layers.3', 1, reshape=channels_last), ref)
+
+def test_cam_report_and_every_method_on_vit(dls224):
+    "The metrics and every method run on ViT maps; plain CAM is refused with its reason (the head is not pool → linear)"
+    learn = vision_learner(dls224, 'vit_tiny_patch16_224', pretrained=False)
+    interp = CAMInterpretation.from_learner(learn)
+    methods = ('gradcam', 'hirescam', 'eigencam', 'cam')
+    df = interp.cam_report(methods=methods, max_items=4, steps=4, baseline='zero')
+    assert list(df.index) == list(methods)
+    assert 0 <= df.loc['gradcam', 'deletion_auc'] <= 1 and 0 <= df.loc['hirescam', 'insertion_auc'] <= 1
+    assert 'not applicable' in df.loc['cam', 'note']
+    x = learn.dls.valid.one_batch()[0][:2].as_subclass(torch.Tensor)
+    assert cam_maps(learn.model, x, body_layer(learn.model), method='scorecam', batch_size=256).shape == (2, 14, 14)
