@@ -9,19 +9,22 @@ from __future__ import annotations
 from fastai.basics import *
 from fastai.callback.hook import HookCallback
 from fastai.learner import _ConstantFunc
+from fastai.vision.core import AddMaskCodes
+from fastai.vision.models.unet import DynamicUnet
 from .core import *
 from dataclasses import dataclass
 from typing import Callable
 
 # %% auto #0
-__all__ = ['LEARNER_KINDS', 'LearnerKind', 'learner_kind', 'body_layer', 'CAMCallback']
+__all__ = ['MODEL_KINDS', 'TASK_KINDS', 'ModelKind', 'model_kind', 'body_layer', 'mask_codes', 'TaskKind', 'task_kind',
+           'CAMCallback']
 
 # %% ../nbs/01_callback.ipynb #041a12e8
 _TARGETS = "'pred', 'actual', 'all', a class index, or one index per item"
 
 @dataclass(frozen=True)
-class LearnerKind:
-    "What differs per kind of learner: how to recognise its model, and the layer hooked by default"
+class ModelKind:
+    "A kind of model: how to recognise it, and the layer hooked by default"
     name:str
     match:Callable # model -> bool
     default_layer:Callable # model -> the module to hook
@@ -32,27 +35,85 @@ def _vit(model:nn.Module)->nn.Module|None:
 
 # The last block's first norm: with class-token pooling the *output* of the last block reaches the logits through the
 # class token only, so its patch tokens get exactly zero gradient; the norm's output feeds attention over all tokens.
-LEARNER_KINDS = (
-    LearnerKind('vit', lambda m: _vit(m) is not None, lambda m: _vit(m).blocks[-1].norm1),
-    LearnerKind('body/head', lambda m: isinstance(m, nn.Sequential) and len(m) > 1, lambda m: m[0]),
+MODEL_KINDS = (
+    ModelKind('vit', lambda m: _vit(m) is not None, lambda m: _vit(m).blocks[-1].norm1),
+    ModelKind('unet', lambda m: isinstance(m, DynamicUnet), lambda m: m[0]),  # the encoder
+    ModelKind('body/head', lambda m: isinstance(m, nn.Sequential) and len(m) > 1, lambda m: m[0]),
 )
 
-def learner_kind(model:nn.Module)->LearnerKind:
-    "The first of `LEARNER_KINDS` that `model` matches, else a `ValueError` that says to pass `layer=`"
-    kind = next((k for k in LEARNER_KINDS if k.match(model)), None)
-    if kind is None: raise ValueError("CAMCallback(layer=None) hooks the body `learn.model[0]` of a vision_learner "
-                                      "model (or the last block of a timm ViT), but this model is neither: pass layer= "
-                                      "(a module, or a name from learn.model.named_modules())")
+def model_kind(model:nn.Module)->ModelKind:
+    "The first of `MODEL_KINDS` that `model` matches, else a `ValueError` that says to pass `layer=`"
+    kind = next((k for k in MODEL_KINDS if k.match(model)), None)
+    if kind is None: raise ValueError("CAMCallback(layer=None) hooks the body `learn.model[0]` of a vision_learner or "
+                                      "unet_learner model (or the last block of a timm ViT), but this model is none of "
+                                      "these: pass layer= (a module, or a name from learn.model.named_modules())")
     return kind
 
 def body_layer(model:nn.Module)->nn.Module:
-    "The layer hooked by default: the body `model[0]` of a `vision_learner` CNN, the last block's norm of a timm ViT"
-    return learner_kind(model).default_layer(model)
+    "The layer hooked by default: the body `model[0]` of a CNN or U-Net, the last block's first norm of a timm ViT"
+    return model_kind(model).default_layer(model)
+
+def _labels(yb, what='labels'):
+    if not len(yb): raise ValueError(f"target='actual' needs {what}, but this batch has none (as in learn.predict or an "
+                                     f"unlabelled test_dl): use target='pred' or a class")
+    return yb[0]
+
+def _single(learn, target, pred, yb): return (_labels(yb) if target == 'actual' else target), None
+
+def _multi(learn, target, pred, yb):
+    "Multi-label: 'pred' is fastai's own decoding (the loss's activation and threshold); a mask of labels per item"
+    if target == 'pred': return learn.loss_func.decodes(learn.loss_func.activation(pred.detach())).bool(), None
+    if target == 'actual': return _labels(yb).bool(), None
+    if target == 'all': return torch.ones_like(pred, dtype=torch.bool), None
+    return target, None
+
+def _segment(learn, target, pred, yb):
+    "Segmentation: a class's score is its logits over its predicted pixels ('actual': over its true pixels)"
+    if target == 'pred': return predicted_region(pred).flatten(2).any(-1), None
+    if target == 'actual':
+        region = F.one_hot(_labels(yb, 'masks').long(), pred.shape[1]).movedim(-1, 1).bool()
+        return region.flatten(2).any(-1), region
+    if target == 'all': return torch.ones(pred.shape[:2], dtype=torch.bool, device=pred.device), None
+    return target, None
+
+def _regress(learn, target, pred, yb):
+    "Regression: 'pred' and 'actual' both mean output 0 (the only one when `n_out=1`); an index picks another"
+    if isinstance(target, str) and target not in ('pred', 'actual'):
+        raise ValueError(f"target={target!r} does not apply to a regression learner: use 'pred' (output 0) or the "
+                         f"index of one of its {pred.shape[1]} outputs")
+    return (0 if isinstance(target, str) else target), None
+
+_REGRESSION_LOSSES = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss)
+
+def mask_codes(dls)->list|None:
+    "The codes of a segmentation `DataLoaders` (`MaskBlock(codes)`), which fastai keeps on its `AddMaskCodes` transform"
+    return next((t.codes for t in getattr(dls.valid, 'after_item', Pipeline()).fs
+                 if isinstance(t, AddMaskCodes) and t.codes is not None), None)
+
+@dataclass(frozen=True)
+class TaskKind:
+    "A kind of learner output: how to recognise it, what a target means for it, and the names of its classes"
+    name:str
+    match:Callable # learn -> bool
+    resolve:Callable # (learn, target, pred, yb) -> (target for `CAMHook.compute`, region or None)
+    vocab:Callable # dls -> class names, or None
+
+TASK_KINDS = (
+    TaskKind('segmentation', lambda l: getattr(l.loss_func, 'axis', -1) == 1, _segment, mask_codes),
+    TaskKind('multi-label', lambda l: hasattr(l.loss_func, 'thresh'), _multi, lambda d: d.vocab),
+    TaskKind('regression', lambda l: isinstance(getattr(l.loss_func, 'func', l.loss_func), _REGRESSION_LOSSES),
+             _regress, lambda d: None),
+    TaskKind('single-label', lambda l: True, _single, lambda d: getattr(d, 'vocab', None)),
+)
+
+def task_kind(learn)->TaskKind:
+    "The first of `TASK_KINDS` that `learn` matches (its loss function says what its output means)"
+    return next(k for k in TASK_KINDS if k.match(learn))
 
 class CAMCallback(HookCallback):
     "Fill `learn.cam.maps` and `learn.cam.targets` during `get_preds`, `validate` and `predict`"
     order, run_train, _stateattrs = -5, False, ('hooks', 'maps', 'targets', '_maps', '_targs')
-    def __init__(self, layer:nn.Module|str|None=None, # Layer to hook; defaults to the body, `learn.model[0]`
+    def __init__(self, layer:nn.Module|str|None=None, # Layer to hook; default: `body_layer`
                  method:str='gradcam', # One of `CAM_METHODS`
                  target:str|int|list|Tensor='pred', # 'pred', 'actual', 'all', a class index, or one index per item
                  reshape:Callable|None=None, # Layout of the layer's output → `(bs, k, *spatial)`; default: from the model
@@ -83,12 +144,8 @@ class CAMCallback(HookCallback):
 
     def after_pred(self):
         if self._maps is None: return
-        target = self.target
-        if isinstance(target, str) and target == 'actual':
-            if not len(self.yb): raise ValueError("target='actual' needs labels, but this batch has none (as in "
-                                                  "learn.predict or an unlabelled test_dl): use target='pred' or a class")
-            target = self.yb[0]
-        maps, t = self.hooks.compute(self.pred, target)
+        target, region = task_kind(self.learn).resolve(self.learn, self.target, self.pred, self.yb)
+        maps, t = self.hooks.compute(self.pred, target, region=region)
         self.learn.pred = self.pred.detach()  # as without the callback: no graph reaches the loss or the metrics
         self._maps.append(maps.float().cpu()); self._targs.append(t)
 

@@ -140,7 +140,7 @@ def predicted_region(out:Tensor, # A dense output `(bs, c, *spatial)`
     return F.one_hot(out.detach().argmax(1), out.shape[1]).movedim(-1, 1).bool()
 
 def class_scores(out:Tensor, # Logits `(bs, c)`, or a dense output `(bs, c, *spatial)`
-                 region:Tensor|None=None, # Dense only: pixels to sum over, `(bs, *spatial)`; default: each class's own
+                 region:Tensor|None=None, # Dense only: pixels to sum, `(bs, *spatial)` or per class `(bs, c, *spatial)`
                 )->Tensor:
     "Per-class scores `(bs, c)`: logits as they are; for a dense output, each class's logits summed over its region"
     if out.ndim == 2:
@@ -152,10 +152,10 @@ def class_scores(out:Tensor, # Logits `(bs, c)`, or a dense output `(bs, c, *spa
     if region is None: region = predicted_region(out)
     else:
         region = torch.as_tensor(region, device=out.device)
-        if tuple(region.shape) != (out.shape[0], *out.shape[2:]):
-            raise ValueError(f"region must be one mask per item, {(out.shape[0], *out.shape[2:])} for this output; "
-                             f"got {tuple(region.shape)}")
-        region = region.bool()[:, None]
+        if tuple(region.shape) not in ((out.shape[0], *out.shape[2:]), tuple(out.shape)):
+            raise ValueError(f"region must be one mask per item, {(out.shape[0], *out.shape[2:])} for this output "
+                             f"(or one per item and class, {tuple(out.shape)}); got {tuple(region.shape)}")
+        region = region.bool() if region.ndim == out.ndim else region.bool()[:, None]
     return (out * region).flatten(2).sum(-1)
 
 # %% ../nbs/00_core.ipynb #2ae537fa

@@ -8,10 +8,12 @@ Docs: https://fastcam.github.io/fastcam/interpret.html.md"""
 from __future__ import annotations
 from fastai.vision.all import *
 from .core import *
-from .callback import CAMCallback, body_layer
+from .callback import CAMCallback, body_layer, task_kind
+from dataclasses import dataclass
+from typing import Callable
 
 # %% auto #0
-__all__ = ['show_cam_overlay', 'vocab_target', 'CAMInterpretation']
+__all__ = ['CAM_VIEWS', 'show_cam_overlay', 'vocab_target', 'CAMInterpretation', 'CAMView']
 
 # %% ../nbs/02_interpret.ipynb #6018fb31
 def show_cam_overlay(img, # A decoded image: `TensorImage` (c, h, w), PIL image or array
@@ -31,13 +33,17 @@ def show_cam_overlay(img, # A decoded image: `TensorImage` (c, h, w), PIL image 
     return ax
 
 # %% ../nbs/02_interpret.ipynb #3b13db4e
-def vocab_target(vocab, # The `DataLoaders`' vocab
-                 target, # `'pred'`, `'actual'`, a vocab label or a class index
+def vocab_target(vocab, # The class names (`dls.vocab`, a segmentation's codes), or `None` (regression)
+                 target, # `'pred'`, `'actual'`, `'all'`, a vocab label or a class index
                 ):
-    "Turn `target` into what `CAMCallback` takes: `'pred'`, `'actual'` or a class index"
-    if isinstance(target, str) and target in ('pred', 'actual'): return target
+    "Turn `target` into what `CAMCallback` takes: `'pred'`, `'actual'`, `'all'` or a class index"
+    if isinstance(target, str) and target in ('pred', 'actual', 'all'): return target
+    is_index = isinstance(target, (int, np.integer)) and not isinstance(target, (bool, np.bool_))
+    if vocab is None:
+        if is_index: return int(target)
+        raise ValueError(f"This learner has no class names (a regression): use 'pred' or an output index, not {target!r}")
     n = len(vocab)
-    if isinstance(target, (int, np.integer)) and not isinstance(target, (bool, np.bool_)):
+    if is_index:
         if 0 <= target < n: return int(target)
         raise ValueError(f"Class index {target} is out of range for the {n} classes of dls.vocab {list(vocab)}")
     o2i = getattr(vocab, 'o2i', None)
@@ -56,7 +62,9 @@ class CAMInterpretation(ClassificationInterpretation):
     "`ClassificationInterpretation` with class activation maps from the same single `get_preds` pass"
     def __init__(self, learn:Learner, dl:DataLoader, losses:Tensor, act=None, preds:Tensor|None=None,
                  targs:Tensor|None=None, decoded:Tensor|None=None, cam:CAMCallback|None=None):
-        super().__init__(learn, dl, losses, act)
+        Interpretation.__init__(self, learn, dl, losses, act)
+        self.kind = task_kind(learn)
+        self.vocab = self.kind.vocab(learn.dls)  # class names: dls.vocab, a segmentation's codes, None for regression
         store_attr('preds,targs,decoded,cam')
 
     @classmethod
@@ -65,22 +73,26 @@ class CAMInterpretation(ClassificationInterpretation):
                      dl:DataLoader|None=None, # `DataLoader` to make predictions and maps on
                      layer:nn.Module|str|None=None, # Layer to hook; default: `body_layer` (the body, a ViT's last block)
                      method:str='gradcam', # One of `CAM_METHODS`
-                     target='pred', # `'pred'`, `'actual'`, a vocab label or a class index
+                     target='pred', # `'pred'`, `'actual'`, `'all'`, a vocab label or a class index
                      act=None, # Override the default prediction activation
                      reshape=None, # Layout of the layer's output → `(bs, k, *spatial)`; default: from the model
                     ):
         "Predictions, losses and maps of `dl` from one `get_preds` pass"
         if dl is None: dl = learn.dls[ds_idx].new(shuffle=False, drop_last=False)
-        cam = CAMCallback(layer, method, vocab_target(learn.dls.vocab, target), reshape)
+        cam = CAMCallback(layer, method, vocab_target(task_kind(learn).vocab(learn.dls), target), reshape)
         with _cam_free(learn):
             preds, targs, decoded, losses = learn.get_preds(dl=dl, with_decoded=True, with_loss=True, act=act, cbs=cam)
+        if losses.numel() != len(preds): losses = losses.view(len(preds), -1).mean(1)  # per label or pixel: per item
         return cls(learn, dl, losses, act, preds, targs, decoded, cam)
 
     @property
     def maps(self)->Tensor: return self.cam.maps
 
     def confusion_matrix(self):
-        "Confusion matrix as an `np.ndarray`, from the stored pass"
+        "Confusion matrix as an `np.ndarray`, from the stored pass (single-label classifiers)"
+        if self.kind.name != 'single-label':
+            raise ValueError(f"A confusion matrix needs one class per item; this is a {self.kind.name} learner. Its "
+                             f"predictions are interp.decoded, its targets interp.targs")
         x = torch.arange(len(self.vocab))
         d, t = flatten_check(self.decoded, self.targs)
         return to_np(((d == x[:, None]) & (t == x[:, None, None])).long().sum(2))
@@ -100,32 +112,71 @@ def _decoded_items(self:CAMInterpretation, idxs):
     return [o for b in dl for o in dl.decode_batch(b, max_n=len(b[0]))]
 
 @patch
-def item_maps(self:CAMInterpretation,
+def item_cams(self:CAMInterpretation,
               idxs:list, # Items of `self.dl`
               layer=None, # Layer to hook, `None` for the interpretation's
               method:str|None=None, # Method, `None` for the interpretation's
-              target=None, # `'pred'`, `'actual'`, a vocab label or a class index, `None` for the interpretation's
-             )->Tensor:
-    "Raw maps of the items at `idxs`: the stored ones, or from a `get_preds` pass over just those items"
+              target=None, # `'pred'`, `'actual'`, `'all'`, a vocab label or a class index; `None`: the interpretation's
+             )->tuple[Tensor, Tensor|None]:
+    "Raw maps and targets of the items at `idxs`: the stored ones, or from a `get_preds` pass over just those items"
     cam = self.cam
     layer, method = ifnone(layer, cam.layer), ifnone(method, cam.method)
     target = cam.target if target is None else vocab_target(self.vocab, target)
     same_layer = _layer_name(self.learn, layer) == _layer_name(self.learn, cam.layer)
-    if same_layer and (method, target) == (cam.method, cam.target): return cam.maps[tensor(idxs)]
+    if same_layer and (method, target) == (cam.method, cam.target):
+        i = tensor(idxs)
+        return cam.maps[i], None if cam.targets is None else cam.targets[i]
     cb = CAMCallback(layer, method, target, cam.reshape if same_layer else None)
     with _cam_free(self.learn):
         self.learn.get_preds(dl=self.learn.dls.test_dl(self._items(idxs), with_labels=True), cbs=cb, reorder=False)
-    return cb.maps
+    return cb.maps, cb.targets
+
+@patch
+def item_maps(self:CAMInterpretation, idxs:list, layer=None, method:str|None=None, target=None)->Tensor:
+    "Raw maps of the items at `idxs` (see `item_cams`)"
+    return self.item_cams(idxs, layer, method, target)[0]
+
+def _names(vocab, mask): return ', '.join(str(v) for v, m in zip(vocab, mask) if m) or '(none)'
+def _prob(interp, i, c): return f"{interp.vocab[c]} ({interp.preds[i, c].item():.2f})"
+def _value(t, c=0): return t.flatten()[c].item()
+
+def _outline(ax, interp, i, c):
+    "The outline of the pixels predicted as class `c`"
+    region = (interp.decoded[i] == c).float().numpy()
+    if 0 < region.sum() < region.size: ax.contour(region, levels=[0.5], colors='cyan', linewidths=1.2)
+
+@dataclass(frozen=True)
+class CAMView:
+    "How `plot_cam` titles and draws the maps of one kind of learner (a `TaskKind` name)"
+    title:str # The figure's title
+    item:Callable # (interp, i, c) -> the item's title; `c` is the one class explained, or None for several
+    panel:Callable # (interp, i, c) -> the title of the panel of class `c`
+    draw:Callable|None=None # (ax, interp, i, c) -> anything drawn over the panel of class `c`
+
+CAM_VIEWS = {
+    'single-label': CAMView('Prediction/Actual/Loss/Probability',
+        lambda o, i, c: f"{o.vocab[o.decoded[i]]}/{o.vocab[o.targs[i]]} / {max(0., o.losses[i].item()):.2f} / "
+                        f"{o.preds[i].max().item():.2f}", _prob),
+    'multi-label': CAMView('Each map: label (probability)',
+        lambda o, i, c: f"pred: {_names(o.vocab, o.decoded[i])}\nactual: {_names(o.vocab, o.targs[i])}"
+                        + ('' if c is None else f"\n{_prob(o, i, c)}"), _prob),
+    'segmentation': CAMView('Each map: class (share of pixels), region outlined',
+        lambda o, i, c: f"loss {o.losses[i].item():.2f}" + ('' if c is None else f"\n{o.vocab[c]}"),
+        lambda o, i, c: f"{o.vocab[c]} ({(o.decoded[i] == c).float().mean().item():.0%})", _outline),
+    'regression': CAMView('Prediction / actual',
+        lambda o, i, c: f"{f'output {c}: ' if c else ''}{_value(o.preds[i], c or 0):.2f} / {_value(o.targs[i], c or 0):.2f}",
+        lambda o, i, c: f"output {c}: {_value(o.preds[i], c):.2f}"),
+}
 
 @patch
 def plot_cam(self:CAMInterpretation,
              k:int=9, # Number of items, by loss
              largest:bool=True, # Largest or smallest losses
              idxs:list|None=None, # Items to show instead of the top losses
-             target=None, # Class to explain: `'pred'`, `'actual'`, a vocab label or an index; default the interp's
+             target=None, # Class to explain: `'pred'`, `'actual'`, `'all'`, a vocab label or an index; default the interp's
              alpha:float=0.6, # Opacity of the maps
              cmap:str='magma', # Matplotlib colour map
-             nrows:int|None=None, # Rows of the grid (one item per row when comparing layers or methods)
+             nrows:int|None=None, # Rows of the grid (one item per row when comparing, or with several classes)
              figsize:tuple|None=None, # Figure size
              layers:list|None=None, # Layers to compare, one column each
              methods:list|None=None, # Methods to compare, one column each
@@ -137,19 +188,44 @@ def plot_cam(self:CAMInterpretation,
     if not idxs: raise ValueError("Nothing to plot: give k >= 1 or a non-empty idxs")
     for m in L(methods): check_method(m)
     cols = [(l, m) for l in L(layers) or [None] for m in L(methods) or [None]]
-    maps = [self.item_maps(idxs, l, m, target) for l, m in cols]
-    n, compare = len(idxs), len(cols) > 1
+    cams = [self.item_cams(idxs, l, m, target) for l, m in cols]
+    view, n = CAM_VIEWS[self.kind.name], len(idxs)
+    title = ('' if target is None else f'Maps for {target!r}; ') + view.title
+    t = cams[0][1]
+    if t is None or t.dtype == torch.bool:  # several classes per item: 'all', or a mask of labels
+        return self._plot_classes(idxs, *cams[0], view, title, len(cols), alpha, cmap, figsize, **kwargs)
+    compare = len(cols) > 1
     if compare and figsize is None: figsize = (3.2 * len(cols), 3.6 * n)  # room for two-line titles
     fig, axs = get_grid(n * len(cols), nrows=n if compare else nrows, ncols=len(cols) if compare else None,
-                        figsize=figsize, return_fig=True, title=('' if target is None else f'Maps for {target!r}; ')
-                        + 'Prediction/Actual/Loss/Probability')
+                        figsize=figsize, return_fig=True, title=title)
     for j, (i, (img, _)) in enumerate(zip(idxs, self._decoded_items(idxs))):
-        title = (f"{self.vocab[self.decoded[i]]}/{self.vocab[self.targs[i]]} / {max(0., self.losses[i].item()):.2f} / "
-                 f"{self.preds[i].max().item():.2f}")
-        for c, (l, m) in enumerate(cols):
+        c = int(t[j])  # the one class explained (single-label titles do not repeat it)
+        for col, (l, m) in enumerate(cols):
             head = f"{ifnone(m, self.cam.method)} @ {_layer_name(self.learn, ifnone(l, self.cam.layer))}\n" if compare else ''
-            show_cam_overlay(img, maps[c][j], ax=axs[j * len(cols) + c], alpha=alpha, cmap=cmap, title=head + title,
+            ax = axs[j * len(cols) + col]
+            show_cam_overlay(img, cams[col][0][j], ax=ax, alpha=alpha, cmap=cmap, title=head + view.item(self, i, c),
                              **kwargs)
+            if view.draw is not None and c is not None: view.draw(ax, self, i, c)
+    return fig
+
+@patch
+def _plot_classes(self:CAMInterpretation, idxs, maps, targets, view, title, n_cols, alpha, cmap, figsize, **kwargs):
+    "One row per item, one panel per explained class (`targets` is a boolean mask, or `None` for every class)"
+    if n_cols > 1: raise ValueError("layers= and methods= compare one map per item; this target explains several classes "
+                                    "per item: pass one class as target= (a vocab label or index) to compare")
+    classes = [list(range(maps.shape[1])) if targets is None else targets[j].nonzero()[:, 0].tolist()
+               for j in range(len(idxs))]
+    ncols = max(1, *map(len, classes))
+    fig, axs = get_grid(len(idxs) * ncols, nrows=len(idxs), ncols=ncols, return_fig=True, title=title,
+                        figsize=ifnone(figsize, (max(3.2 * ncols, 5), 4.2 * len(idxs))))
+    for j, (i, (img, _)) in enumerate(zip(idxs, self._decoded_items(idxs))):
+        row = axs[j * ncols:(j + 1) * ncols]
+        if not classes[j]: show_image(img, ax=row[0], title=view.item(self, i, None) + '\n(no class to explain)')
+        for col, (ax, c) in enumerate(zip(row, classes[j])):
+            show_cam_overlay(img, maps[j, c], ax=ax, alpha=alpha, cmap=cmap, **kwargs,
+                             title=(view.item(self, i, None) + '\n' if col == 0 else '') + view.panel(self, i, c))
+            if view.draw is not None: view.draw(ax, self, i, c)
+        for ax in row[max(1, len(classes[j])):]: ax.set_axis_off()
     return fig
 
 @patch
@@ -161,22 +237,50 @@ def plot_top_losses(self:CAMInterpretation, k, largest=True, cam:bool=False, **k
 
 # %% ../nbs/02_interpret.ipynb #edb5e46c
 @patch
+def _predict_cam(self:Learner, item, target, layer, method, reshape):
+    "`(input, label, probs, maps, targets)` of `item` from one `predict` pass with a temporary `CAMCallback`"
+    cb = CAMCallback(layer, method, vocab_target(task_kind(self).vocab(self.dls), ifnone(target, 'pred')), reshape)
+    with _cam_free(self), self.added_cbs(cb): inp, label, _, probs = self.predict(item, with_input=True)
+    return inp, label, probs, cb.maps[0], None if cb.targets is None else cb.targets[0]
+
+def _explained(maps, t, vocab)->dict:
+    "`{class name (or output index): map}` of the classes that `t` (a mask, or `None` for all) explains"
+    return {(vocab[c] if vocab is not None else c): maps[c] for c in range(len(maps)) if t is None or t[c]}
+
+@patch
 def cam_predict(self:Learner, item, # An item, as for `learn.predict`
-                target=None, # `None` or `'pred'` for the prediction, a vocab label or a class index
+                target=None, # `None` or `'pred'` for the prediction, `'all'`, a vocab label or a class index
                 layer:nn.Module|str|None=None, # Layer to hook; default: `body_layer`
                 method:str='gradcam', # One of `CAM_METHODS`
                 with_input:bool=False, # Also return the decoded input, first
                 reshape=None, # Layout of the layer's output → `(bs, k, *spatial)`; default: from the model
                )->tuple:
-    "`(label, probs, map)` of `item` from one `predict` pass; the map is raw, at the layer's resolution"
-    cb = CAMCallback(layer, method, vocab_target(self.dls.vocab, ifnone(target, 'pred')), reshape)
-    with _cam_free(self), self.added_cbs(cb): inp, label, _, probs = self.predict(item, with_input=True)
-    return (inp, label, probs, cb.maps[0]) if with_input else (label, probs, cb.maps[0])
+    """`(label, probs, map)` of `item` from one `predict` pass; the map is raw, at the layer's resolution. Where the
+    target explains several classes (`'all'`, a multi-label prediction, a segmentation), `map` is a dict
+    `{class name: map}` of the classes explained"""
+    inp, label, probs, m, t = self._predict_cam(item, target, layer, method, reshape)
+    if t is None or t.dtype == torch.bool: m = _explained(m, t, task_kind(self).vocab(self.dls))
+    return (inp, label, probs, m) if with_input else (label, probs, m)
+
+def _class_title(vocab, probs, c):
+    "A class's name (or output index), with its probability where the prediction is one per class"
+    return (str(vocab[c]) if vocab is not None else f"output {c}: {probs.flatten()[c]:.2f}") + (
+        f" ({probs[c]:.2f})" if vocab is not None and probs.ndim == 1 else '')
 
 @patch
 def show_cam(self:Learner, item, target=None, layer:nn.Module|str|None=None, method:str='gradcam', ax=None,
              alpha:float=0.6, cmap:str='magma', reshape=None, **kwargs)->tuple:
-    "Draw the map of `item` over it, titled with the predicted label and probability; return `(label, probs, map)`"
-    inp, label, probs, m = self.cam_predict(item, target, layer, method, with_input=True, reshape=reshape)
-    show_cam_overlay(inp, m, ax=ax, alpha=alpha, cmap=cmap, title=f"{label} ({probs.max().item():.2f})", **kwargs)
-    return label, probs, m
+    "Draw the map(s) of `item` over it, each titled with its class and probability; return `cam_predict`'s result"
+    inp, label, probs, m, t = self._predict_cam(item, target, layer, method, reshape)
+    vocab = task_kind(self).vocab(self.dls)
+    if not (t is None or t.dtype == torch.bool):
+        show_cam_overlay(inp, m, ax=ax, alpha=alpha, cmap=cmap, title=_class_title(vocab, probs, int(t)), **kwargs)
+        return label, probs, m
+    classes = [c for c in range(len(m)) if t is None or t[c]]
+    if ax is not None and len(classes) > 1:
+        raise ValueError(f"{len(classes)} classes are explained, one panel each: pass no ax=")
+    axs = [ax] if ax is not None else get_grid(max(1, len(classes)), nrows=1, figsize=(3 * max(1, len(classes)), 3.4))
+    if not classes: show_image(inp, ax=axs[0], title='(no class to explain)', **kwargs)
+    for a, c in zip(axs, classes):
+        show_cam_overlay(inp, m[c], ax=a, alpha=alpha, cmap=cmap, title=_class_title(vocab, probs, c), **kwargs)
+    return label, probs, _explained(m, t, vocab)
