@@ -24,33 +24,48 @@ _TARGETS = "'pred', 'actual', 'all', a class index, or one index per item"
 
 @dataclass(frozen=True)
 class ModelKind:
-    "A kind of model: how to recognise it, and the layer hooked by default"
+    "A kind of model: how to recognise it, the layer hooked by default, and what else differs for it"
     name:str
     match:Callable # model -> bool
     default_layer:Callable # model -> the module to hook
+    layout:Callable|None=None # The layout of the default layer's output (`None`: from the model, `auto_layout`)
+    default_method:str='gradcam' # The method used when none is given
+    embedding:Callable|None=None # model -> its token embedding (for `TOKEN_METHODS`), if it takes tokens
+    lengths:Callable|None=None # (model, x) -> real tokens per item, if its inputs are padded sequences
 
 def _vit(model:nn.Module)->nn.Module|None:
     "The timm ViT-family model (a patch grid, prefix tokens, `blocks`) inside `model`, if any"
     return next((m for m in model.modules() if token_grid(m) is not None and len(getattr(m, 'blocks', ()))), None)
 
-# The last block's first norm: with class-token pooling the *output* of the last block reaches the logits through the
-# class token only, so its patch tokens get exactly zero gradient; the norm's output feeds attention over all tokens.
+def _is_text(m:nn.Module)->bool:
+    "A fastai text classifier: `SentenceEncoder` (a `bptt` and a `pad_idx`) then a head"
+    return isinstance(m, nn.Sequential) and len(m) > 1 and hasattr(m[0], 'bptt') and hasattr(m[0], 'pad_idx')
+
+# The text default is integrated gradients: the gradient maps over the encoder are cheap but measured not to find the
+# words on recurrent classifiers (the text notebook measures every method's pointing game).
 MODEL_KINDS = (
+    # The last block's first norm: with class-token pooling the *output* of the last block reaches the logits through
+    # the class token only, so its patch tokens get exactly zero gradient; the norm's output feeds attention over all.
     ModelKind('vit', lambda m: _vit(m) is not None, lambda m: _vit(m).blocks[-1].norm1),
     ModelKind('unet', lambda m: isinstance(m, DynamicUnet), lambda m: m[0]),  # the encoder
+    ModelKind('text', _is_text, lambda m: m[0], layout=channels_last, default_method='intgrad',
+              embedding=lambda m: m[0].module.encoder_dp, lengths=lambda m, x: (x != m[0].pad_idx).sum(1)),
     ModelKind('body/head', lambda m: isinstance(m, nn.Sequential) and len(m) > 1, lambda m: m[0]),
 )
 
-def model_kind(model:nn.Module)->ModelKind:
+def model_kind(model:nn.Module, # The model
+               strict:bool=True, # Raise if no kind matches (else return `None`)
+              )->ModelKind|None:
     "The first of `MODEL_KINDS` that `model` matches, else a `ValueError` that says to pass `layer=`"
     kind = next((k for k in MODEL_KINDS if k.match(model)), None)
-    if kind is None: raise ValueError("CAMCallback(layer=None) hooks the body `learn.model[0]` of a vision_learner or "
-                                      "unet_learner model (or the last block of a timm ViT), but this model is none of "
-                                      "these: pass layer= (a module, or a name from learn.model.named_modules())")
+    if kind is None and strict:
+        raise ValueError("CAMCallback(layer=None) hooks the body `learn.model[0]` of a vision_learner, unet_learner or "
+                         "text_classifier_learner model (or the last block of a timm ViT), but this model is none of "
+                         "these: pass layer= (a module, or a name from learn.model.named_modules())")
     return kind
 
 def body_layer(model:nn.Module)->nn.Module:
-    "The layer hooked by default: the body `model[0]` of a CNN or U-Net, the last block's first norm of a timm ViT"
+    "The layer hooked by default: the body `model[0]` of a CNN, U-Net or text classifier, a timm ViT's last block norm"
     return model_kind(model).default_layer(model)
 
 def _labels(yb, what='labels'):
@@ -114,27 +129,49 @@ class CAMCallback(HookCallback):
     "Fill `learn.cam.maps` and `learn.cam.targets` during `get_preds`, `validate` and `predict`"
     order, run_train, _stateattrs = -5, False, ('hooks', 'maps', 'targets', '_maps', '_targs')
     def __init__(self, layer:nn.Module|str|None=None, # Layer to hook; default: `body_layer`
-                 method:str='gradcam', # One of `CAM_METHODS`
+                 method:str|None=None, # One of `CAM_METHODS` or `TOKEN_METHODS`; default: the model kind's
                  target:str|int|list|Tensor='pred', # 'pred', 'actual', 'all', a class index, or one index per item
                  reshape:Callable|None=None, # Layout of the layer's output → `(bs, k, *spatial)`; default: from the model
                 ):
         super().__init__(modules=None, remove_end=True, detach=False, cpu=False)
-        if check_method(method) == 'scorecam': raise ValueError(SCORECAM_NEEDS_INPUT)
+        if method is not None and method not in TOKEN_METHODS and check_method(method) == 'scorecam':
+            raise ValueError(SCORECAM_NEEDS_INPUT)
         if isinstance(target, str) and target not in ('pred', 'actual', 'all'):
             raise ValueError(f"Unknown target {target!r}; use {_TARGETS}")
         store_attr('layer,method,target,reshape')
         self._in_fit = False
         self._init_state()
 
-    def _init_state(self): self.hooks = self.maps = self.targets = self._maps = self._targs = None
+    def _init_state(self): self.hooks = self.maps = self.targets = self._maps = self._targs = self.method_used = None
 
     def hooked_layer(self)->nn.Module|str:
         "The layer to hook: `layer`, or the default of the model's kind (`body_layer`)"
         return body_layer(self.model) if self.layer is None else self.layer
 
+    def used_method(self)->str:
+        "The method: `method`, or the default of the model's kind (`'gradcam'`; for text, `'intgrad'`)"
+        if self.method is not None: return self.method
+        kind = model_kind(self.model, strict=False)
+        return 'gradcam' if kind is None else kind.default_method
+
     def before_fit(self): self._in_fit = False
     def before_train(self): self._in_fit = True  # only `fit` trains: its validation is left alone too
-    def _register(self): self.hooks = CAMHook(self.model, self.hooked_layer(), self.method, self.reshape)
+
+    def _register(self):
+        kind, method = model_kind(self.model, strict=False), self.used_method()
+        self.method_used = method  # kept after the pass, for titles
+        if method in TOKEN_METHODS:
+            if kind is None or kind.embedding is None:
+                raise ValueError(f"method={method!r} needs a model that takes tokens (a fastai text classifier); use "
+                                 f"one of {CAM_METHODS[:-1]}")
+            return
+        name, layer = find_layer(self.model, self.hooked_layer())
+        if kind is not None and kind.lengths is not None and any(layer is m for m in self.model[0].module.modules()):
+            raise ValueError(f"Layer {name!r} is inside the text encoder's recurrent module, which runs once per bptt "
+                             f"chunk ({self.model[0].bptt} tokens), so several times per forward on longer texts: hook "
+                             f"the encoder itself, learn.model[0] (the default)")
+        reshape = self.reshape if self.reshape is not None or self.layer is not None or kind is None else kind.layout
+        self.hooks = CAMHook(self.model, layer, method, reshape)
 
     def before_validate(self):
         self._remove()
@@ -144,19 +181,36 @@ class CAMCallback(HookCallback):
 
     def after_pred(self):
         if self._maps is None: return
-        target, region = task_kind(self.learn).resolve(self.learn, self.target, self.pred, self.yb)
-        maps, t = self.hooks.compute(self.pred, target, region=region)
-        self.learn.pred = self.pred.detach()  # as without the callback: no graph reaches the loss or the metrics
-        self._maps.append(maps.float().cpu()); self._targs.append(t)
+        pred = self.pred[0] if is_listy(self.pred) else self.pred  # a text classifier gives (logits, extras...)
+        target, region = task_kind(self.learn).resolve(self.learn, self.target, pred, self.yb)
+        kind, method = model_kind(self.model, strict=False), self.used_method()
+        if method in TOKEN_METHODS: maps, t = self._token_maps(kind, method, pred, target)
+        else: maps, t = self.hooks.compute(self.pred, target, region=region)
+        self.learn.pred = to_detach(self.pred, cpu=False, gather=False)  # as without us: no graph reaches the loss
+        maps = maps.float().cpu()
+        if kind is not None and kind.lengths is not None:  # padded sequences: one map per item over its own tokens
+            maps = [m[..., :n] for m, n in zip(maps, kind.lengths(self.model, self.xb[0]).tolist())]
+        self._maps.append(maps); self._targs.append(t)
+
+    def _token_maps(self, kind, method, pred, target):
+        "Maps of a `TOKEN_METHODS` method, from passes over this batch's tokens"
+        x, t = self.xb[0].as_subclass(Tensor), resolve_targets(target, pred)
+        if t is None or t.dtype == torch.bool:
+            raise ValueError(f"method={method!r} explains one class per item: pass target='pred', 'actual' or a class")
+        if method == 'intgrad': return integrated_gradients(self.model, x, kind.embedding(self.model), t), t
+        return token_occlusion(self.model, x, t, kind.lengths(self.model, x)), t
 
     def after_validate(self):
         if self._maps is None: return
         self._remove()
         if not self._maps: raise ValueError("The DataLoader gave no batches, so there are no maps: check its items")
-        maps, targs = torch.cat(self._maps), None if self._targs[0] is None else torch.cat(self._targs).cpu()
+        ragged = isinstance(self._maps[0], list)
+        maps = [m for b in self._maps for m in b] if ragged else torch.cat(self._maps)
+        targs = None if self._targs[0] is None else torch.cat(self._targs).cpu()
         if isinstance(getattr(self.dl, 'get_idxs', None), _ConstantFunc):  # `get_preds(reorder=True)` order
             order = tensor(self.dl.get_idxs()).argsort()
-            maps, targs = maps[order], None if targs is None else targs[order]
+            maps = [maps[i] for i in order] if ragged else maps[order]
+            targs = None if targs is None else targs[order]
         self.maps, self.targets, self._maps, self._targs = maps, targs, None, None
 
     def after_fit(self):

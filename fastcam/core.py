@@ -12,9 +12,9 @@ from contextlib import contextmanager
 from typing import Callable
 
 # %% auto #0
-__all__ = ['CAM_METHODS', 'SCORECAM_NEEDS_INPUT', 'find_layer', 'cam_head', 'check_method', 'inference_state', 'resolve_targets',
-           'predicted_region', 'class_scores', 'normalize_maps', 'upsample_maps', 'channels_last', 'TokenGrid',
-           'token_grid', 'auto_layout', 'CAMHook', 'cam_maps']
+__all__ = ['CAM_METHODS', 'SCORECAM_NEEDS_INPUT', 'TOKEN_METHODS', 'find_layer', 'cam_head', 'check_method', 'inference_state',
+           'resolve_targets', 'predicted_region', 'class_scores', 'normalize_maps', 'upsample_maps', 'channels_last',
+           'TokenGrid', 'token_grid', 'auto_layout', 'CAMHook', 'cam_maps', 'integrated_gradients', 'token_occlusion']
 
 # %% ../nbs/00_core.ipynb #3bb348c1
 CAM_METHODS = ('cam', 'gradcam', 'gradcam++', 'hirescam', 'xgradcam', 'layercam', 'eigencam', 'scorecam')
@@ -258,15 +258,16 @@ class CAMHook:
         if self.act is not None:
             raise RuntimeError(f"Layer {self.name!r} ran twice in one forward pass; CAM needs a layer that runs once per "
                                f"forward. Hook the module that contains both calls instead.")
-        if not isinstance(o, Tensor):
-            raise ValueError(f"Layer {self.name!r} must output a tensor; it gave {type(o).__name__}: hook a layer "
-                             f"that outputs one")
-        self.layout = self.reshape if self.reshape is not None else auto_layout(self.model, self.name, o)
-        self._laid_out(o.detach())  # a bad layout fails here, in the forward, before any work
+        t = o[0] if isinstance(o, tuple) and len(o) and isinstance(o[0], Tensor) else o  # (tensor, extras...): the tensor
+        if not isinstance(t, Tensor):
+            raise ValueError(f"Layer {self.name!r} must output a tensor (or a tuple starting with one); it gave "
+                             f"{type(o).__name__}: hook a layer that outputs one")
+        self.layout = self.reshape if self.reshape is not None else auto_layout(self.model, self.name, t)
+        self._laid_out(t.detach())  # a bad layout fails here, in the forward, before any work
         self.grad_mode = torch.is_grad_enabled()
-        self.act, self.ran = o.detach().requires_grad_(self.method not in _NO_GRAD), []
+        self.act, self.ran = t.detach().requires_grad_(self.method not in _NO_GRAD), []
         if self.method not in _NO_GRAD: torch.set_grad_enabled(True)  # record the graph from here on only
-        return self.act.clone()
+        return self.act.clone() if t is o else (self.act.clone(), *o[1:])
 
     def _record(self, m, i, o):
         if self.act is not None: self.ran.append(m)
@@ -286,6 +287,7 @@ class CAMHook:
             raise RuntimeError(f"Layer {self.name!r} did not run in the forward pass, so there is no activation to "
                                f"map: pick a layer that the model's forward uses")
         leaf, self.act = self.act, None
+        if isinstance(out, (tuple, list)): out = out[0]  # (scores, extras...), as fastai's text classifiers return
         try:
             with torch.enable_grad():
                 scores = class_scores(out, region)
@@ -382,3 +384,59 @@ def cam_maps(model:nn.Module, # A classifier `(bs, n_classes)`, or a dense model
     with inference_state(model), CAMHook(model, layer, method, reshape) as hook:
         with torch.no_grad(): out = model(x)
         return hook.compute(out, target, x, model, batch_size, region)[0]
+
+# %% ../nbs/00_core.ipynb #fffff6e6
+TOKEN_METHODS = ('intgrad', 'occlusion')
+
+def _scores_at(out, t):
+    "The score of class `t[i]` for each row of a model output (or of its first element)"
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    return out.gather(1, t[:, None])[:, 0]
+
+def integrated_gradients(model:nn.Module, # A model taking token ids
+                         x:Tensor, # Token ids `(bs, L)`
+                         layer:nn.Module|str, # The embedding layer (output `(rows, l, d)`, maybe once per chunk)
+                         target:Tensor, # The class explained per item, `(bs,)`
+                         steps:int=8, # Points on the path from a zero embedding to the actual one
+                         batch_size:int=512, # Rows (items × steps) per forward pass
+                        )->Tensor:
+    "Integrated gradients of each item's class score over its embedding, summed over features: `(bs, L)`"
+    name, mod = find_layer(model, layer)
+    alphas = (torch.arange(steps, dtype=torch.float, device=x.device) + 0.5) / steps
+    res = []
+    for xs, ts in zip(x.split(max(1, batch_size // steps)), target.split(max(1, batch_size // steps))):
+        a, embs, scaled = alphas.repeat(len(xs)), [], []
+        def hook(m, i, o):
+            e = o.detach()
+            embs.append(e); scaled.append((e * a[:len(e)].view(-1, *[1] * (e.ndim - 1)).to(e.dtype)).requires_grad_())
+            return scaled[-1]
+        h = mod.register_forward_hook(hook)
+        try:
+            with inference_state(model), torch.enable_grad():
+                out = model(xs.repeat_interleave(steps, 0))
+                grads = torch.autograd.grad(_scores_at(out, ts.repeat_interleave(steps)).sum(), scaled, allow_unused=True)
+        finally: h.remove()
+        if not embs: raise ValueError(f"Layer {name!r} did not run: give the model's embedding layer")
+        rows = len(xs) * steps  # later chunks of a long text may hold fewer rows: pad them back
+        per = [F.pad(((e * g).sum(-1) if g is not None else torch.zeros(e.shape[:2], device=e.device)),
+                     (0, 0, 0, rows - len(e))) for e, g in zip(embs, grads)]
+        res.append(torch.cat(per, 1).view(len(xs), steps, -1).mean(1))
+    return torch.cat(res)
+
+def token_occlusion(model:nn.Module, # A model taking token ids
+                    x:Tensor, # Token ids `(bs, L)`, padding at the end
+                    target:Tensor, # The class explained per item, `(bs,)`
+                    lengths:Tensor, # Real tokens per item (the rest is padding)
+                    replace_id:int=0, # The id that replaces each token in turn (fastai's `xxunk` is 0)
+                    batch_size:int=512, # Occluded copies per forward pass
+                   )->Tensor:
+    "The drop of each item's class score when each of its tokens is replaced by `replace_id`: `(bs, L)`"
+    item = torch.arange(len(x), device=x.device).repeat_interleave(lengths.to(x.device))
+    pos = torch.cat([torch.arange(int(n), device=x.device) for n in lengths]) if len(item) else item
+    maps = torch.zeros(x.shape, dtype=torch.float, device=x.device)
+    with inference_state(model), torch.no_grad():
+        base = _scores_at(model(x), target).float()
+        for i, j in zip(item.split(batch_size), pos.split(batch_size)):
+            xs = x[i].clone(); xs[torch.arange(len(i)), j] = replace_id
+            maps[i, j] = base[i] - _scores_at(model(xs), target[i]).float()
+    return maps

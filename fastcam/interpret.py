@@ -201,7 +201,7 @@ def plot_cam(self:CAMInterpretation,
     for j, (i, (img, _)) in enumerate(zip(idxs, self._decoded_items(idxs))):
         c = int(t[j])  # the one class explained (single-label titles do not repeat it)
         for col, (l, m) in enumerate(cols):
-            head = f"{ifnone(m, self.cam.method)} @ {_layer_name(self.learn, ifnone(l, self.cam.layer))}\n" if compare else ''
+            head = f"{ifnone(m, self.cam.method_used)} @ {_layer_name(self.learn, ifnone(l, self.cam.layer))}\n" if compare else ''
             ax = axs[j * len(cols) + col]
             show_cam_overlay(img, cams[col][0][j], ax=ax, alpha=alpha, cmap=cmap, title=head + view.item(self, i, c),
                              **kwargs)
