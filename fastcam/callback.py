@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 # %% auto #0
-__all__ = ['MODEL_KINDS', 'TASK_KINDS', 'ModelKind', 'model_kind', 'body_layer', 'mask_codes', 'TaskKind', 'task_kind',
-           'CAMCallback']
+__all__ = ['MODEL_KINDS', 'TASK_KINDS', 'ModelKind', 'model_kind', 'body_layer', 'mask_codes', 'class_vocab', 'TaskKind',
+           'task_kind', 'CAMCallback']
 
 # %% ../nbs/01_callback.ipynb #041a12e8
 _TARGETS = "'pred', 'actual', 'all', a class index, or one index per item"
@@ -105,6 +105,11 @@ def mask_codes(dls)->list|None:
     return next((t.codes for t in getattr(dls.valid, 'after_item', Pipeline()).fs
                  if isinstance(t, AddMaskCodes) and t.codes is not None), None)
 
+def class_vocab(dls)->list|None:
+    "The class names of a classifier's `DataLoaders` (a text classifier's `dls.vocab` is `[token vocab, classes]`)"
+    v = getattr(dls, 'vocab', None)
+    return v[-1] if isinstance(v, (list, tuple, L)) and len(v) and is_listy(v[0]) else v
+
 @dataclass(frozen=True)
 class TaskKind:
     "A kind of learner output: how to recognise it, what a target means for it, and the names of its classes"
@@ -115,10 +120,10 @@ class TaskKind:
 
 TASK_KINDS = (
     TaskKind('segmentation', lambda l: getattr(l.loss_func, 'axis', -1) == 1, _segment, mask_codes),
-    TaskKind('multi-label', lambda l: hasattr(l.loss_func, 'thresh'), _multi, lambda d: d.vocab),
+    TaskKind('multi-label', lambda l: hasattr(l.loss_func, 'thresh'), _multi, class_vocab),
     TaskKind('regression', lambda l: isinstance(getattr(l.loss_func, 'func', l.loss_func), _REGRESSION_LOSSES),
              _regress, lambda d: None),
-    TaskKind('single-label', lambda l: True, _single, lambda d: getattr(d, 'vocab', None)),
+    TaskKind('single-label', lambda l: True, _single, class_vocab),
 )
 
 def task_kind(learn)->TaskKind:

@@ -8,12 +8,12 @@ Docs: https://fastcam.github.io/fastcam/interpret.html.md"""
 from __future__ import annotations
 from fastai.vision.all import *
 from .core import *
-from .callback import CAMCallback, body_layer, task_kind
+from .callback import CAMCallback, body_layer, task_kind, model_kind
 from dataclasses import dataclass
 from typing import Callable
 
 # %% auto #0
-__all__ = ['CAM_VIEWS', 'show_cam_overlay', 'vocab_target', 'CAMInterpretation', 'CAMView']
+__all__ = ['CAM_VIEWS', 'show_cam_overlay', 'vocab_target', 'CAMInterpretation', 'CAMView', 'text_cam_html', 'show_text_cam']
 
 # %% ../nbs/02_interpret.ipynb #6018fb31
 def show_cam_overlay(img, # A decoded image: `TensorImage` (c, h, w), PIL image or array
@@ -72,7 +72,7 @@ class CAMInterpretation(ClassificationInterpretation):
                      ds_idx:int=1, # Index of `learn.dls` when `dl` is None
                      dl:DataLoader|None=None, # `DataLoader` to make predictions and maps on
                      layer:nn.Module|str|None=None, # Layer to hook; default: `body_layer` (the body, a ViT's last block)
-                     method:str='gradcam', # One of `CAM_METHODS`
+                     method:str|None=None, # One of `CAM_METHODS` or `TOKEN_METHODS`; default: the model kind's
                      target='pred', # `'pred'`, `'actual'`, `'all'`, a vocab label or a class index
                      act=None, # Override the default prediction activation
                      reshape=None, # Layout of the layer's output → `(bs, k, *spatial)`; default: from the model
@@ -125,10 +125,11 @@ def item_cams(self:CAMInterpretation,
     same_layer = _layer_name(self.learn, layer) == _layer_name(self.learn, cam.layer)
     if same_layer and (method, target) == (cam.method, cam.target):
         i = tensor(idxs)
-        return cam.maps[i], None if cam.targets is None else cam.targets[i]
+        maps = [cam.maps[k] for k in idxs] if isinstance(cam.maps, list) else cam.maps[i]
+        return maps, None if cam.targets is None else cam.targets[i]
     cb = CAMCallback(layer, method, target, cam.reshape if same_layer else None)
     with _cam_free(self.learn):
-        self.learn.get_preds(dl=self.learn.dls.test_dl(self._items(idxs), with_labels=True), cbs=cb, reorder=False)
+        self.learn.get_preds(dl=self.learn.dls.test_dl(self._items(idxs), with_labels=True), cbs=cb)
     return cb.maps, cb.targets
 
 @patch
@@ -186,11 +187,13 @@ def plot_cam(self:CAMInterpretation,
     if idxs is None: idxs = self.top_losses(min(k, len(self.losses)), largest)[1]  # a small dl has fewer than k
     idxs = [int(i) for i in (idxs.tolist() if isinstance(idxs, Tensor) else idxs)]
     if not idxs: raise ValueError("Nothing to plot: give k >= 1 or a non-empty idxs")
-    for m in L(methods): check_method(m)
+    for m in L(methods): m in TOKEN_METHODS or check_method(m)
     cols = [(l, m) for l in L(layers) or [None] for m in L(methods) or [None]]
     cams = [self.item_cams(idxs, l, m, target) for l, m in cols]
     view, n = CAM_VIEWS[self.kind.name], len(idxs)
     title = ('' if target is None else f'Maps for {target!r}; ') + view.title
+    if isinstance(cams[0][0], list):  # token maps of a text model, one per item over its own tokens
+        return self._plot_text(idxs, cams, cols, view, title, **kwargs)
     t = cams[0][1]
     if t is None or t.dtype == torch.bool:  # several classes per item: 'all', or a mask of labels
         return self._plot_classes(idxs, *cams[0], view, title, len(cols), alpha, cmap, figsize, **kwargs)
@@ -251,7 +254,7 @@ def _explained(maps, t, vocab)->dict:
 def cam_predict(self:Learner, item, # An item, as for `learn.predict`
                 target=None, # `None` or `'pred'` for the prediction, `'all'`, a vocab label or a class index
                 layer:nn.Module|str|None=None, # Layer to hook; default: `body_layer`
-                method:str='gradcam', # One of `CAM_METHODS`
+                method:str|None=None, # One of `CAM_METHODS` or `TOKEN_METHODS`; default: the model kind's
                 with_input:bool=False, # Also return the decoded input, first
                 reshape=None, # Layout of the layer's output → `(bs, k, *spatial)`; default: from the model
                )->tuple:
@@ -268,11 +271,18 @@ def _class_title(vocab, probs, c):
         f" ({probs[c]:.2f})" if vocab is not None and probs.ndim == 1 else '')
 
 @patch
-def show_cam(self:Learner, item, target=None, layer:nn.Module|str|None=None, method:str='gradcam', ax=None,
+def show_cam(self:Learner, item, target=None, layer:nn.Module|str|None=None, method:str|None=None, ax=None,
              alpha:float=0.6, cmap:str='magma', reshape=None, **kwargs)->tuple:
-    "Draw the map(s) of `item` over it, each titled with its class and probability; return `cam_predict`'s result"
+    """Draw the map(s) of `item` over it, each titled with its class and probability; return `cam_predict`'s result.
+    For a text item, draw its tokens shaded by the map and return `(label, probs, tokens, map)`"""
     inp, label, probs, m, t = self._predict_cam(item, target, layer, method, reshape)
     vocab = task_kind(self).vocab(self.dls)
+    kind = model_kind(self.model, strict=False)
+    if kind is not None and kind.lengths is not None:  # text: the tokens shaded by their scores
+        tokens = str(inp).split(' ')
+        if m.ndim > 1: raise ValueError("show_cam draws one class of a text item: pass target='pred' or a class")
+        show_text_cam(tokens, m, ax, kwargs.pop('hide_special', False), _class_title(vocab, probs, int(t)), **kwargs)
+        return label, probs, tokens, m
     if not (t is None or t.dtype == torch.bool):
         show_cam_overlay(inp, m, ax=ax, alpha=alpha, cmap=cmap, title=_class_title(vocab, probs, int(t)), **kwargs)
         return label, probs, m
@@ -284,3 +294,101 @@ def show_cam(self:Learner, item, target=None, layer:nn.Module|str|None=None, met
     for a, c in zip(axs, classes):
         show_cam_overlay(inp, m[c], ax=a, alpha=alpha, cmap=cmap, title=_class_title(vocab, probs, c), **kwargs)
     return label, probs, _explained(m, t, vocab)
+
+# %% ../nbs/02_interpret.ipynb #7f86c442
+import html as _html
+import fastai.text.core  # fastai's special tokens: defaults.text_spec_tok
+
+def _shades(cam_map:Tensor)->Tensor:
+    "A 1-D map scaled to [0, 1] over its own tokens"
+    return normalize_maps(cam_map.detach().float().cpu()[None])[0]
+
+def _is_special(tok:str)->bool: return tok in defaults.text_spec_tok
+
+def text_cam_html(tokens:list, # The item's tokens
+                  cam_map:Tensor, # One score per token
+                  hide_special:bool=False, # Leave out fastai's special tokens (`xxbos`, `xxmaj`, ...)
+                  title:str|None=None, # A line above the tokens
+                 )->str:
+    "HTML of `tokens`, each shaded by its score (translucent, so the text keeps a light or dark theme's colour)"
+    if len(tokens) != len(cam_map):
+        raise ValueError(f"Got {len(tokens)} tokens and a map of {len(cam_map)} scores: give one score per token")
+    spans = [f'<span title="{s:.2f}" style="background-color: rgba(255, 120, 0, {0.8 * s:.2f}); border-radius: 3px; '
+             f'padding: 0 2px">{_html.escape(str(t))}</span>' for t, s in zip(tokens, _shades(cam_map).tolist())
+             if not (hide_special and _is_special(t))]
+    head = '' if title is None else f'<div style="font-weight: bold">{_html.escape(title)}</div>'
+    return f'<div style="line-height: 1.9; margin-bottom: 8px">{head}{" ".join(spans)}</div>'
+
+def show_text_cam(tokens:list, # The item's tokens
+                  cam_map:Tensor, # One score per token
+                  ax=None, # Matplotlib axis to draw on
+                  hide_special:bool=False, # Leave out fastai's special tokens
+                  title:str|None=None, # Title of the panel
+                  cmap:str='Oranges', # Matplotlib colour map for the shading
+                  width:int=80, # Characters per line
+                 ):
+    "Draw `tokens` shaded by their scores, wrapped at `width` characters; return the axis"
+    if len(tokens) != len(cam_map):
+        raise ValueError(f"Got {len(tokens)} tokens and a map of {len(cam_map)} scores: give one score per token")
+    shown = [(str(t), s) for t, s in zip(tokens, _shades(cam_map).tolist()) if not (hide_special and _is_special(t))]
+    lines, line, n = [], [], 0
+    for t, s in shown:
+        if line and n + len(t) + 1 > width: lines.append(line); line, n = [], 0
+        line.append((t, s, n)); n += len(t) + 1
+    lines.append(line)
+    if ax is None: ax = plt.subplots(figsize=(width * 0.11, 0.35 * len(lines) + 0.5))[1]
+    ax.set_axis_off(); ax.set_xlim(0, width); ax.set_ylim(len(lines), 0)
+    colours = plt.get_cmap(cmap)
+    for r, line in enumerate(lines):
+        for t, s, x in line:
+            ax.text(x, r + 0.5, t, family='monospace', va='center', ha='left', fontsize=10,
+                    bbox=dict(boxstyle='round,pad=0.15', fc=colours(0.85 * s), ec='none'))
+    if title is not None: ax.set_title(title, loc='left', fontsize=10)
+    return ax
+
+# %% ../nbs/02_interpret.ipynb #a51e230b
+@patch
+def _tokens(self:CAMInterpretation, idxs):
+    "The tokens of the items at `idxs` of `self.dl`, as the model saw them"
+    vocab = self.learn.dls.vocab[0]
+    return [[vocab[int(j)] for j in self.dl.dataset[i][0]] for i in idxs]
+
+def _token_panels(interp, idxs, cams, cols, view):
+    "(tokens, map, title) of each panel: per item, per compared layer/method, per class explained"
+    for j, (i, toks) in enumerate(zip(idxs, interp._tokens(idxs))):
+        for col, (l, m) in enumerate(cols):
+            head = (f"{ifnone(m, interp.cam.method_used)} @ {_layer_name(interp.learn, ifnone(l, interp.cam.layer))}: "
+                    if len(cols) > 1 else '')
+            maps, t = cams[col][0][j], cams[col][1]
+            if maps.ndim == 1: yield toks, maps, head + view.item(interp, i, None if t is None else int(t[j]))
+            else:
+                for c in range(len(maps)):
+                    if t is None or t[j, c]: yield toks, maps[c], head + view.item(interp, i, None) + ' | ' + view.panel(interp, i, c)
+
+@patch
+def _plot_text(self:CAMInterpretation, idxs, cams, cols, view, title, hide_special:bool=False, width:int=90, **kwargs):
+    "One panel per review (and per compared layer/method): its tokens shaded by the map"
+    panels = list(_token_panels(self, idxs, cams, cols, view))
+    rows = [1 + sum(len(str(t)) + 1 for t in toks) // width for toks, _, _ in panels]
+    fig, axs = plt.subplots(len(panels), 1, figsize=(width * 0.11, sum(0.35 * r + 0.6 for r in rows)),
+                            gridspec_kw=dict(height_ratios=rows), squeeze=False)
+    fig.suptitle(title)
+    for ax, (toks, m, t) in zip(axs[:, 0], panels): show_text_cam(toks, m, ax, hide_special, t, width=width)
+    return fig
+
+@patch
+def html_cam(self:CAMInterpretation,
+             k:int=5, # Number of reviews, by loss
+             largest:bool=True, # Largest or smallest losses
+             idxs:list|None=None, # Reviews to show instead of the top losses
+             target=None, # Class to explain; default the interpretation's
+             hide_special:bool=False, # Leave out fastai's special tokens
+            ):
+    "A text learner's reviews with each token shaded by its map, as HTML for a notebook"
+    from IPython.display import HTML
+    if idxs is None: idxs = self.top_losses(min(k, len(self.losses)), largest)[1]
+    idxs = [int(i) for i in (idxs.tolist() if isinstance(idxs, Tensor) else idxs)]
+    cams, view = [self.item_cams(idxs, None, None, target)], CAM_VIEWS[self.kind.name]
+    if not isinstance(cams[0][0], list): raise ValueError("html_cam shows the token maps of a text learner; use plot_cam")
+    return HTML(''.join(text_cam_html(toks, m, hide_special, t)
+                        for toks, m, t in _token_panels(self, idxs, cams, [(None, None)], view)))
