@@ -38,9 +38,10 @@ test: export-check nbtest bench-smoke pytest
 bench-smoke: venv
 	$(BIN)/python benchmarks/bench_cam.py --smoke
 
-# The pets recipe, offline: synthetic pets-like data, resnet18 from scratch (README: set-up commands).
+# The recipes, offline: synthetic pets-like data, resnet18 from scratch; synthetic reviews, AWD-LSTM from scratch.
 demo: venv
 	$(BIN)/fastcam-pets --synthetic --out demo_out
+	$(BIN)/fastcam-text --synthetic --out demo_out/text
 
 bench: venv
 	$(BIN)/python benchmarks/bench_cam.py

@@ -176,4 +176,11 @@ d = { 'settings': { 'branch': 'main',
             'fastcam.shapes': { 'fastcam.shapes._draw_shape': ('shapes.html#_draw_shape', 'fastcam/shapes.py'),
                                 'fastcam.shapes._free_box': ('shapes.html#_free_box', 'fastcam/shapes.py'),
                                 'fastcam.shapes.shapes_dls': ('shapes.html#shapes_dls', 'fastcam/shapes.py'),
-                                'fastcam.shapes.synth_shapes': ('shapes.html#synth_shapes', 'fastcam/shapes.py')}}}
+                                'fastcam.shapes.synth_shapes': ('shapes.html#synth_shapes', 'fastcam/shapes.py')},
+            'fastcam.text': { 'fastcam.text.imdb_reviews': ('text.html#imdb_reviews', 'fastcam/text.py'),
+                              'fastcam.text.method_pointing': ('text.html#method_pointing', 'fastcam/text.py'),
+                              'fastcam.text.review_dls': ('text.html#review_dls', 'fastcam/text.py'),
+                              'fastcam.text.synth_reviews': ('text.html#synth_reviews', 'fastcam/text.py'),
+                              'fastcam.text.text_cli': ('text.html#text_cli', 'fastcam/text.py'),
+                              'fastcam.text.text_pointing_game': ('text.html#text_pointing_game', 'fastcam/text.py'),
+                              'fastcam.text.text_recipe': ('text.html#text_recipe', 'fastcam/text.py')}}}

@@ -8,12 +8,13 @@ Docs: https://fastcam.github.io/fastcam/all.html.md"""
 __all__ = []
 
 # %% ../nbs/99_all.ipynb #2e12ad88
-from . import core, callback, interpret, metrics, pets, shapes
+from . import core, callback, interpret, metrics, pets, shapes, text
 from .core import *
 from .callback import *
 from .interpret import *
 from .metrics import *
 from .pets import *
 from .shapes import *
+from .text import *
 
-__all__ = [name for mod in (core, callback, interpret, metrics, pets, shapes) for name in mod.__all__]
+__all__ = [name for mod in (core, callback, interpret, metrics, pets, shapes, text) for name in mod.__all__]

@@ -154,9 +154,9 @@ class CAMCallback(HookCallback):
         return body_layer(self.model) if self.layer is None else self.layer
 
     def used_method(self)->str:
-        "The method: `method`, or the default of the model's kind (`'gradcam'`; for text, `'intgrad'`)"
+        "The method: `method`; else `'gradcam'` for a given layer, or the model kind's default (text: `'intgrad'`)"
         if self.method is not None: return self.method
-        kind = model_kind(self.model, strict=False)
+        kind = None if self.layer is not None else model_kind(self.model, strict=False)
         return 'gradcam' if kind is None else kind.default_method
 
     def before_fit(self): self._in_fit = False
