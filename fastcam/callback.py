@@ -189,12 +189,12 @@ class CAMCallback(HookCallback):
         pred = self.pred[0] if is_listy(self.pred) else self.pred  # a text classifier gives (logits, extras...)
         target, region = task_kind(self.learn).resolve(self.learn, self.target, pred, self.yb)
         kind, method = model_kind(self.model, strict=False), self.used_method()
+        lengths = None if kind is None or kind.lengths is None else kind.lengths(self.model, self.xb[0])
         if method in TOKEN_METHODS: maps, t = self._token_maps(kind, method, pred, target)
-        else: maps, t = self.hooks.compute(self.pred, target, region=region)
+        else: maps, t = self.hooks.compute(self.pred, target, region=region, lengths=lengths)
         self.learn.pred = to_detach(self.pred, cpu=False, gather=False)  # as without us: no graph reaches the loss
         maps = maps.float().cpu()
-        if kind is not None and kind.lengths is not None:  # padded sequences: one map per item over its own tokens
-            maps = [m[..., :n] for m, n in zip(maps, kind.lengths(self.model, self.xb[0]).tolist())]
+        if lengths is not None: maps = [m[..., :n] for m, n in zip(maps, lengths.tolist())]  # each over its tokens
         self._maps.append(maps); self._targs.append(t)
 
     def _token_maps(self, kind, method, pred, target):

@@ -278,6 +278,7 @@ class CAMHook:
                 model:nn.Module|None=None, # For `'scorecam'` only: the model, run again on masked inputs
                 batch_size:int=64, # For `'scorecam'` only: masked inputs per forward pass
                 region:Tensor|None=None, # Dense outputs only: pixels whose logits are summed, `(bs, H, W)`
+                lengths:Tensor|None=None, # Padded sequences only: real positions per item (padding at the end)
                )->tuple[Tensor, Tensor|None]:
         """Maps `(bs, *spatial)` and the class per item; for `'all'` or a mask of targets, maps `(bs, n_classes,
         *spatial)` (zero where a class is not explained) and the mask (`None` for `'all'`)"""
@@ -310,8 +311,10 @@ class CAMHook:
                     if t is not None and several: W = W[:, cols]
                 A = A.flatten(2)  # (bs, k, s): positions flattened
                 if several: A = A[:, None]  # broadcast over the class dimension
-                maps = _WEIGHT_FNS[self.method](A, None if G is None else G.flatten(-len(spatial)), W).detach()
-                maps = maps.unflatten(-1, spatial)
+                G = None if G is None else G.flatten(-len(spatial))
+                maps = (_WEIGHT_FNS[self.method](A, G, W) if lengths is None else
+                        _weigh_items(self.method, A, G, W, lengths, per_item=W is not None and W.ndim == (3 if several else 2)))
+                maps = maps.detach().unflatten(-1, spatial)
                 if several:
                     n = scores.shape[1] if t is None else len(cols)
                     if maps.shape[1] != n: maps = maps.expand(-1, n, *spatial)
@@ -329,6 +332,17 @@ class CAMHook:
 
     def __enter__(self): return self
     def __exit__(self, *args): self.remove()
+
+# %% ../nbs/00_core.ipynb #a23e56cb
+def _weigh_items(method:str, A:Tensor, G:Tensor|None, W:Tensor|None, lengths:Tensor, per_item:bool)->Tensor:
+    "Maps of a padded batch `(bs, ..., s)`, each item's from its first `lengths[i]` positions only, zero after"
+    s, res = A.shape[-1], []
+    for i, n in enumerate(lengths.tolist()):
+        n = min(int(n), s)
+        m = _WEIGHT_FNS[method](A[i:i + 1, ..., :n], None if G is None else G[i:i + 1, ..., :n],
+                                W[i:i + 1] if per_item else W)
+        res.append(F.pad(m, (0, s - n)))
+    return torch.cat(res)
 
 # %% ../nbs/00_core.ipynb #c3a60550
 SCORECAM_NEEDS_INPUT = ("method='scorecam' runs the model again on masked copies of the input (one per channel), "
