@@ -40,7 +40,7 @@ bench-smoke: venv
 
 # The recipes, offline: synthetic pets-like data, resnet18 from scratch; synthetic reviews, AWD-LSTM from scratch.
 demo: venv
-	$(BIN)/fastcam-pets --synthetic --out demo_out
+	$(BIN)/fastcam-pets --synthetic --monitor 4 --out demo_out
 	$(BIN)/fastcam-text --synthetic --out demo_out/text
 
 bench: venv

@@ -160,6 +160,16 @@ def main(smoke=False, bs=16, mem_bs=64, size=224, repeats=5, out='benchmarks/RES
     pred = paired(lambda: learn.cam_predict(item), lambda: learn.predict(item), 4 * repeats)
     log(f"CAMInterpretation {fmt(cami)}, peer flow {fmt(peer)}, cam_predict {fmt(pred)}")
 
+    # 3b. CAMMonitor: a fit with 8 items watched every epoch (epoch 0 included) ÷ the same fit without it
+    from fastcam.all import CAMMonitor
+    mon_n, mon_epochs = (16, 1) if smoke else (256, 2)
+    def mon_fit(watch):
+        mlearn = fastai_learner(mon_n, fsize, bs if smoke else 32)
+        mlearn.remove_cb(ProgressCallback)
+        mlearn.fit(mon_epochs, 1e-3, cbs=CAMMonitor(mlearn.dls.valid_ds.items[:8], layer='0.6') if watch else None)
+    mon = paired(lambda: mon_fit(True), lambda: mon_fit(False), 1 if smoke else 3)
+    log(f"CAMMonitor (8 items, every epoch, {mon_epochs} epochs): {fmt(mon)}")
+
     # 4. Text: each method inside get_preds ÷ a plain get_preds, AWD-LSTM on the synthetic reviews' validation set
     from fastai.text.all import text_classifier_learner, AWD_LSTM
     from fastcam.all import CAMCallback, synth_reviews, review_dls, TEXT_METHODS
@@ -182,7 +192,7 @@ def missed_targets(v):
              ('cam_predict ratio', v['pred'][1], 1.2, ' One `predict` of one item takes tens of milliseconds, so this '
               'ratio is the noisiest here (see its min–max); it measured 1.06× in an earlier full run.'),
              ('ViT peak RSS ratio', v['vmem']['fastcam'], 1.10, ''), ('multi-label ratio', v['multi'][1], 1.5, ''),
-             ('ViT time ratio', v['vspeed']['fastcam'][1], 1.2, ''),
+             ('ViT time ratio', v['vspeed']['fastcam'][1], 1.2, ''), ('CAMMonitor ratio', v['mon'][1], 1.05, ''),
              *[(f'text {m} ratio', v['text'][m][1], 1.15, '') for m in TEXT_GRADIENT]]
     miss = [f"- Missed: {n} {r:.2f}× against ≤ {g}× ({(r / g - 1) * 100:.0f}% over).{why}" for n, r, g, why in goals if r > g]
     return (miss + [""]) if miss else []
@@ -234,6 +244,9 @@ def write_results(out, v):
          f"peers: one pass per class (37×) |",
          f"| `target='all'` (37 classes) ÷ single class, `model[0][-2]` | reported | {fmt(allr['0.6'])} | |",
          f"| `learn.cam_predict(item)` ÷ `learn.predict(item)` | ≤ 1.2× | {fmt(v['pred'])} {mark(v['pred'][1] <= 1.2)} | |",
+         f"| `fit` with `CAMMonitor` (8 items, every epoch and before training; {v['mon_epochs']} epochs on "
+         f"{v['mon_n']} synthetic pets) ÷ `fit` without it | ≤ 1.05× | {fmt(v['mon'])} {mark(v['mon'][1] <= 1.05)} | "
+         f"peers: no monitor |",
          f"| multi-label `'pred'` (17 labels, {v['labels17'].sum(1).float().mean():.1f} predicted per item) ÷ one label, "
          f"`model[0]` | ≤ 1.5× | {fmt(v['multi'])} {mark(v['multi'][1] <= 1.5)} | peers: one pass per label |",
          f"| ViT: peak RSS of a Grad-CAM pass ÷ plain inference, bs {v['mem_bs']} | ≤ 1.10× | "

@@ -186,20 +186,25 @@ class CAMCallback(HookCallback):
 
     def after_pred(self):
         if self._maps is None: return
-        pred = self.pred[0] if is_listy(self.pred) else self.pred  # a text classifier gives (logits, extras...)
-        target, region = task_kind(self.learn).resolve(self.learn, self.target, pred, self.yb)
-        kind, method = model_kind(self.model, strict=False), self.used_method()
-        lengths = None if kind is None or kind.lengths is None else kind.lengths(self.model, self.xb[0])
-        if method in TOKEN_METHODS: maps, t = self._token_maps(kind, method, pred, target)
-        else: maps, t = self.hooks.compute(self.pred, target, region=region, lengths=lengths)
+        maps, t = self.batch_maps(self.pred, self.xb, self.yb)
         self.learn.pred = to_detach(self.pred, cpu=False, gather=False)  # as without us: no graph reaches the loss
-        maps = maps.float().cpu()
-        if lengths is not None: maps = [m[..., :n] for m, n in zip(maps, lengths.tolist())]  # each over its tokens
         self._maps.append(maps); self._targs.append(t)
 
-    def _token_maps(self, kind, method, pred, target):
+    def batch_maps(self, pred, xb:tuple, yb:tuple)->tuple:
+        "Maps (CPU, float32; one per item over its own tokens for text) and targets of a batch the hooked model just ran"
+        pred1 = pred[0] if is_listy(pred) else pred  # a text classifier gives (logits, extras...)
+        target, region = task_kind(self.learn).resolve(self.learn, self.target, pred1, yb)
+        kind, method = model_kind(self.model, strict=False), self.used_method()
+        lengths = None if kind is None or kind.lengths is None else kind.lengths(self.model, xb[0])
+        if method in TOKEN_METHODS: maps, t = self._token_maps(kind, method, pred1, target, xb[0])
+        else: maps, t = self.hooks.compute(pred, target, region=region, lengths=lengths)
+        maps = maps.float().cpu()
+        if lengths is not None: maps = [m[..., :n] for m, n in zip(maps, lengths.tolist())]  # each over its tokens
+        return maps, t
+
+    def _token_maps(self, kind, method, pred, target, x):
         "Maps of a `TOKEN_METHODS` method, from passes over this batch's tokens"
-        x, t = self.xb[0].as_subclass(Tensor), resolve_targets(target, pred)
+        x, t = x.as_subclass(Tensor), resolve_targets(target, pred)
         if t is None or t.dtype == torch.bool:
             raise ValueError(f"method={method!r} explains one class per item: pass target='pred', 'actual' or a class")
         if method == 'intgrad': return integrated_gradients(self.model, x, kind.embedding(self.model), t), t

@@ -94,6 +94,7 @@ def trimap_masks(items:list, # PETS image files, e.g. `dl.items`
 from .core import find_layer, check_method, cam_head, SCORECAM_NEEDS_INPUT
 from .interpret import CAMInterpretation
 from .metrics import pointing_game, energy_pointing_game
+from .monitor import CAMMonitor
 
 class RecipeError(ValueError):
     "A problem with the recipe's input, which `fastcam-pets` reports in one line"
@@ -187,6 +188,7 @@ def pets_recipe(path:Path, # Folder of images labelled like PETS
                 num_workers:int|None=None, # DataLoader workers
                 seed:int=42, # Seed for initialisation and shuffling (the split keeps the book's seed 21)
                 epoch_lines:bool=False, # One printed line per epoch instead of progress bars (for logs and CI)
+                monitor:int=0, # Watch the maps of this many validation items form during training (`CAMMonitor`)
                )->tuple:
     "Train the book's cat/dog model, map it, score the maps; write the results to `out`; return `(learn, interp, metrics)`"
     try:
@@ -199,13 +201,17 @@ def pets_recipe(path:Path, # Folder of images labelled like PETS
     learn = vision_learner(dls, find_arch(arch), metrics=error_rate, pretrained=pretrained)
     try: layer = find_layer(learn.model, '0' if layer is None else layer)[0]
     except ValueError as e: raise RecipeError(f"--layer: {e}") from None
+    watch = None if not monitor else CAMMonitor(dls.valid_ds.items[:monitor], layer=layer, method=method,
+                                                save_dir=out/'monitor')
     with _epoch_lines(learn, epoch_lines):
-        if pretrained: learn.fine_tune(epochs)
-        else: learn.fit_one_cycle(epochs, lr)
+        with learn.added_cbs(L(watch)):
+            if pretrained: learn.fine_tune(epochs)
+            else: learn.fit_one_cycle(epochs, lr)
         interp = CAMInterpretation.from_learner(learn, layer=layer, method=method)
         acc = (interp.decoded == interp.targs).float().mean().item()
         metrics = dict(arch=arch, epochs=epochs, size=size, pretrained=pretrained, layer=layer, method=method,
-                       seed=seed, n_train=len(dls.train_ds), n_valid=len(dls.valid_ds), error_rate=1 - acc, accuracy=acc)
+                       seed=seed, monitor=monitor, n_train=len(dls.train_ds), n_valid=len(dls.valid_ds),
+                       error_rate=1 - acc, accuracy=acc)
         kind, gt = _gt(dls.valid_ds.items, size)
         if gt is not None:
             metrics.update(ground_truth=kind, pointing_game=pointing_game(interp.maps, gt, (size, size)).mean().item(),
@@ -215,6 +221,10 @@ def pets_recipe(path:Path, # Folder of images labelled like PETS
         body, before_last = learn.model[0], f"0.{len(learn.model[0]) - 2}"
         interp.plot_cam(idxs=list(range(min(4, len(dls.valid_ds)))),
                         layers=[body, before_last]).savefig(out/'layers.png', dpi=80, bbox_inches='tight')
+        if watch is not None:
+            gt_watch = None if gt is None else gt[:monitor]
+            fig = watch.plot_history(**{} if gt is None else {'boxes' if kind == 'boxes' else 'masks': gt_watch})
+            fig.savefig(out/'monitor.png', dpi=70, bbox_inches='tight')
         plt.close('all')
     learn.export(out/'learner.pkl')
     metrics['seconds'] = round(time.time() - start, 1)
@@ -232,7 +242,8 @@ def summary(metrics:dict, out:Path, source:str)->str:
         lines.append(f"  pointing game {m['pointing_game']:.3f}   energy pointing game {m['energy_pointing_game']:.3f}"
                      f"   ({m['method']} at layer {m['layer']}, against the objects' {m['ground_truth']})")
     else: lines.append(f"  maps: {m['method']} at layer {m['layer']} (no boxes or trimaps to score them against)")
-    lines += [f"  wrote {out}/: learner.pkl, cam_gallery.png, layers.png, metrics.json", f"  took {m['seconds']:.0f} s"]
+    extra = ', monitor.png, monitor/cam_history.gif' if m.get('monitor') else ''
+    lines += [f"  wrote {out}/: learner.pkl, cam_gallery.png, layers.png, metrics.json{extra}", f"  took {m['seconds']:.0f} s"]
     return '\n'.join(lines)
 
 _OnOff = Annotated[bool, dict(action=argparse.BooleanOptionalAction)]  # --flag / --no-flag
@@ -249,6 +260,7 @@ def pets_cli(path:str=None, # Folder of PETS images; default: untar_data(URLs.PE
              method:str='gradcam', # CAM method
              n:int=600, # Number of synthetic images
              seed:int=42, # Random seed
+             monitor:int=0, # Watch the maps of N validation items form during training (monitor.png, monitor/*.gif)
              out:str='fastcam_out', # Output folder
             ):
     "Train the fastbook cat/dog model and write its class activation maps, on real PETS or on synthetic pets"
@@ -262,7 +274,7 @@ def pets_cli(path:str=None, # Folder of PETS images; default: untar_data(URLs.PE
         pretrained = (not synthetic) if pretrained is None else pretrained
         _, _, metrics = pets_recipe(images, out, arch, epochs or (6 if synthetic else 1), size,
                                     bs or (32 if synthetic else 64), pretrained, layer, method, seed=seed,
-                                    epoch_lines=not sys.stdout.isatty())
+                                    epoch_lines=not sys.stdout.isatty(), monitor=monitor)
     except RecipeError as e:
         print(f"fastcam-pets: error: {e}", file=sys.stderr)
         sys.exit(2)
