@@ -13,8 +13,9 @@ from typing import Callable
 
 # %% auto #0
 __all__ = ['CAM_METHODS', 'SCORECAM_NEEDS_INPUT', 'TOKEN_METHODS', 'find_layer', 'cam_head', 'check_method', 'inference_state',
-           'resolve_targets', 'predicted_region', 'class_scores', 'normalize_maps', 'upsample_maps', 'channels_last',
-           'TokenGrid', 'token_grid', 'auto_layout', 'CAMHook', 'cam_maps', 'integrated_gradients', 'token_occlusion']
+           'resolve_targets', 'gt_masks', 'predicted_region', 'class_scores', 'normalize_maps', 'upsample_maps',
+           'channels_last', 'TokenGrid', 'token_grid', 'auto_layout', 'CAMHook', 'cam_maps', 'integrated_gradients',
+           'token_occlusion']
 
 # %% ../nbs/00_core.ipynb #3bb348c1
 CAM_METHODS = ('cam', 'gradcam', 'gradcam++', 'hirescam', 'xgradcam', 'layercam', 'eigencam', 'scorecam')
@@ -133,6 +134,33 @@ def resolve_targets(target:str|int|list|Tensor, # `'pred'`, `'all'`, a class ind
         raise ValueError(f"Target index out of range: {t.tolist()[:8]}; the model has {c} classes (0..{c-1})")
     return t
 
+# %% ../nbs/00_core.ipynb #c89dca5c
+def gt_masks(gt:Tensor, # Boxes `(n, 4)` as x0, y0, x1, y1 in input pixels, or binary masks `(n, H, W)`
+             n:int, # Number of items (maps) the ground truth must match
+             size:tuple[int, int]|None=None, # Input `(H, W)`: needed for boxes, checked against masks
+            )->Tensor:
+    "Boolean masks `(n, H, W)` from boxes or masks, with a clear error for ground truth that does not fit"
+    gt = torch.as_tensor(gt)
+    if gt.ndim == 3:
+        if size is not None and tuple(gt.shape[-2:]) != tuple(size):
+            raise ValueError(f"Masks are {tuple(gt.shape[-2:])} but the input is {tuple(size)}: give one mask of the "
+                             f"input's size per item")
+        masks = gt.bool()
+    elif gt.ndim == 2 and gt.shape[1] == 4:
+        if size is None: raise ValueError("Boxes need the input size: pass size=(H, W)")
+        H, W = size
+        x0, y0, x1, y1 = gt.float().unbind(1)
+        bad = (x0 < 0) | (y0 < 0) | (x1 > W) | (y1 > H) | (x1 <= x0) | (y1 <= y0)
+        if bad.any():
+            raise ValueError(f"Boxes must satisfy 0 <= x0 < x1 <= {W} and 0 <= y0 < y1 <= {H} (input pixels); "
+                             f"box {int(bad.nonzero()[0])} is {gt[bad][0].tolist()}")
+        xs, ys = torch.arange(W, device=gt.device), torch.arange(H, device=gt.device)
+        masks = (((ys[None, :, None] >= y0[:, None, None]) & (ys[None, :, None] < y1[:, None, None])) &
+                 ((xs[None, None, :] >= x0[:, None, None]) & (xs[None, None, :] < x1[:, None, None])))
+    else: raise ValueError(f"Ground truth must be boxes (n, 4) or masks (n, H, W); got shape {tuple(gt.shape)}")
+    if len(masks) != n: raise ValueError(f"Got ground truth for {len(masks)} items but {n} maps: give one per item")
+    return masks
+
 # %% ../nbs/00_core.ipynb #5233f245
 def predicted_region(out:Tensor, # A dense output `(bs, c, *spatial)`
                     )->Tensor:
@@ -140,7 +168,7 @@ def predicted_region(out:Tensor, # A dense output `(bs, c, *spatial)`
     return F.one_hot(out.detach().argmax(1), out.shape[1]).movedim(-1, 1).bool()
 
 def class_scores(out:Tensor, # Logits `(bs, c)`, or a dense output `(bs, c, *spatial)`
-                 region:Tensor|None=None, # Dense only: pixels to sum, `(bs, *spatial)` or per class `(bs, c, *spatial)`
+                 region:Tensor|None=None, # Dense only: masks `(bs, H, W)` or `(bs, c, H, W)`, or boxes `(bs, 4)`
                 )->Tensor:
     "Per-class scores `(bs, c)`: logits as they are; for a dense output, each class's logits summed over its region"
     if out.ndim == 2:
@@ -152,6 +180,7 @@ def class_scores(out:Tensor, # Logits `(bs, c)`, or a dense output `(bs, c, *spa
     if region is None: region = predicted_region(out)
     else:
         region = torch.as_tensor(region, device=out.device)
+        if region.ndim == 2 and out.ndim == 4: region = gt_masks(region, len(out), tuple(out.shape[-2:]))  # boxes
         if tuple(region.shape) not in ((out.shape[0], *out.shape[2:]), tuple(out.shape)):
             raise ValueError(f"region must be one mask per item, {(out.shape[0], *out.shape[2:])} for this output "
                              f"(or one per item and class, {tuple(out.shape)}); got {tuple(region.shape)}")
@@ -277,7 +306,7 @@ class CAMHook:
                 x:Tensor|None=None, # For `'scorecam'` only: the input batch
                 model:nn.Module|None=None, # For `'scorecam'` only: the model, run again on masked inputs
                 batch_size:int=64, # For `'scorecam'` only: masked inputs per forward pass
-                region:Tensor|None=None, # Dense outputs only: pixels whose logits are summed, `(bs, H, W)`
+                region:Tensor|None=None, # Dense outputs only: pixels to sum, masks `(bs, H, W)` or boxes `(bs, 4)`
                 lengths:Tensor|None=None, # Padded sequences only: real positions per item (padding at the end)
                )->tuple[Tensor, Tensor|None]:
         """Maps `(bs, *spatial)` and the class per item; for `'all'` or a mask of targets, maps `(bs, n_classes,
@@ -392,7 +421,7 @@ def cam_maps(model:nn.Module, # A classifier `(bs, n_classes)`, or a dense model
              method:str='gradcam', # One of `CAM_METHODS`
              batch_size:int=64, # For `'scorecam'` only: masked inputs per forward pass
              reshape:Callable|None=None, # Layout of the layer's output → `(bs, k, *spatial)`; default: `auto_layout`
-             region:Tensor|None=None, # Dense outputs only: pixels whose logits are summed, `(bs, H, W)`
+             region:Tensor|None=None, # Dense outputs only: pixels to sum, masks `(bs, H, W)` or boxes `(bs, 4)`
             )->Tensor:
     "Raw maps `(bs, h, w)` (`(bs, n_classes, h, w)` for `'all'`) at `layer`'s resolution, after the method's ReLU"
     with inference_state(model), CAMHook(model, layer, method, reshape) as hook:

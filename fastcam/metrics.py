@@ -11,35 +11,8 @@ from torch import Tensor
 from .core import *
 
 # %% auto #0
-__all__ = ['BASELINES', 'gt_masks', 'pointing_game', 'energy_pointing_game', 'baseline_input', 'perturbation_curves', 'curve_auc',
+__all__ = ['BASELINES', 'pointing_game', 'energy_pointing_game', 'baseline_input', 'perturbation_curves', 'curve_auc',
            'deletion_auc', 'insertion_auc', 'average_drop', 'increase_in_confidence']
-
-# %% ../nbs/03_metrics.ipynb #248981c1
-def gt_masks(gt:Tensor, # Boxes `(n, 4)` as x0, y0, x1, y1 in input pixels, or binary masks `(n, H, W)`
-             n:int, # Number of items (maps) the ground truth must match
-             size:tuple[int, int]|None=None, # Input `(H, W)`: needed for boxes, checked against masks
-            )->Tensor:
-    "Boolean masks `(n, H, W)` from boxes or masks, with a clear error for ground truth that does not fit"
-    gt = torch.as_tensor(gt)
-    if gt.ndim == 3:
-        if size is not None and tuple(gt.shape[-2:]) != tuple(size):
-            raise ValueError(f"Masks are {tuple(gt.shape[-2:])} but the input is {tuple(size)}: give one mask of the "
-                             f"input's size per item")
-        masks = gt.bool()
-    elif gt.ndim == 2 and gt.shape[1] == 4:
-        if size is None: raise ValueError("Boxes need the input size: pass size=(H, W)")
-        H, W = size
-        x0, y0, x1, y1 = gt.float().unbind(1)
-        bad = (x0 < 0) | (y0 < 0) | (x1 > W) | (y1 > H) | (x1 <= x0) | (y1 <= y0)
-        if bad.any():
-            raise ValueError(f"Boxes must satisfy 0 <= x0 < x1 <= {W} and 0 <= y0 < y1 <= {H} (input pixels); "
-                             f"box {int(bad.nonzero()[0])} is {gt[bad][0].tolist()}")
-        xs, ys = torch.arange(W, device=gt.device), torch.arange(H, device=gt.device)
-        masks = (((ys[None, :, None] >= y0[:, None, None]) & (ys[None, :, None] < y1[:, None, None])) &
-                 ((xs[None, None, :] >= x0[:, None, None]) & (xs[None, None, :] < x1[:, None, None])))
-    else: raise ValueError(f"Ground truth must be boxes (n, 4) or masks (n, H, W); got shape {tuple(gt.shape)}")
-    if len(masks) != n: raise ValueError(f"Got ground truth for {len(masks)} items but {n} maps: give one per item")
-    return masks
 
 # %% ../nbs/03_metrics.ipynb #48c10675
 def _at_input(maps, size): return upsample_maps(maps.detach().float(), size)
