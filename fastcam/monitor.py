@@ -13,7 +13,7 @@ from fastai.basics import *
 from .core import inference_state, TOKEN_METHODS
 from .metrics import pointing_game
 from .callback import CAMCallback
-from .interpret import show_cam_overlay
+from .interpret import show_cam_overlay, show_text_cam
 
 # %% auto #0
 __all__ = ['rng_preserved', 'CAMMonitor', 'save_gif']
@@ -48,21 +48,24 @@ class CAMMonitor(Callback):
         self._in_fit, self._done = False, 0
 
     @property
-    def history(self)->Tensor:
-        "The recorded maps, `(records, items, h, w)`"
+    def history(self)->Tensor|list:
+        "The recorded maps, `(records, items, h, w)`; for text, a list per record of one map per item over its tokens"
         if not self.maps: raise ValueError("Nothing recorded yet: the monitor records when fit starts")
-        return torch.stack(self.maps)
+        return self.maps if isinstance(self.maps[0], list) else torch.stack(self.maps)
 
     def _prepare(self):
         "The watched items' batch (validation transforms, with labels when they have them) and decoded images"
-        try: dl = self.dls.test_dl(self.items, with_labels=True); batches = list(dl)
+        n = len(L(self.items))  # one batch of all the items (a text batch is padded to its longest)
+        try: dl = self.dls.test_dl(self.items, with_labels=True, bs=n); b = first(dl)
         except Exception as e:  # the items cannot be labelled: fine unless the labels are what is explained
             if self.cam.target == 'actual':
                 raise ValueError("CAMMonitor(target='actual') needs items with labels (as dls.test_dl(items, "
                                  "with_labels=True) gives); use target='pred' or a class index") from e
-            dl = self.dls.test_dl(self.items); batches = list(dl)
-        self._batch = tuple(torch.cat([b[i] for b in batches]).as_subclass(Tensor) for i in range(len(batches[0])))
-        self._n_inp, self._images = dl.n_inp, [o[0] for b in batches for o in dl.decode_batch(b, max_n=len(b[0]))]
+            dl = self.dls.test_dl(self.items, bs=n); b = first(dl)
+        order = tensor(dl.get_idxs()).argsort()  # a text DataLoader sorts by length: back to the items' order
+        self._batch = tuple(o[order].as_subclass(Tensor) for o in b)
+        self._n_inp = dl.n_inp
+        self._images = [o[0] for o in dl.decode_batch(tuple(o[order] for o in b), max_n=n)]
 
     def _record(self, epoch:int):
         with rng_preserved():
@@ -97,13 +100,17 @@ class CAMMonitor(Callback):
         self._in_fit = False
 
 # %% ../nbs/07_monitor.ipynb #02d9b542
+def _draw(monitor, i:int, j:int, ax, alpha=0.6, cmap='magma'):
+    "Record `i` of item `j`: the map over the image, or (text) the tokens shaded by it"
+    m, title = monitor.maps[i][j], f"epoch {monitor.epochs[i]}: {monitor.probs[i][j]:.2f}"
+    if m.ndim == 1: return show_text_cam(str(monitor._images[j]).split(' '), m, ax, title=title, width=36)
+    return show_cam_overlay(monitor._images[j], m, ax=ax, alpha=alpha, cmap=cmap, title=title)
+
 def _row_figure(monitor, i:int, alpha=0.6, cmap='magma'):
     "One record: the items in a row, each with its map"
     n = len(monitor._images)
-    fig, axs = plt.subplots(1, n, figsize=(2.6 * n, 3), squeeze=False)
-    for j, ax in enumerate(axs[0]):
-        show_cam_overlay(monitor._images[j], monitor.maps[i][j], ax=ax, alpha=alpha, cmap=cmap,
-                         title=f"epoch {monitor.epochs[i]}: {monitor.probs[i][j]:.2f}")
+    fig, axs = plt.subplots(1, n, figsize=(2.6 * n if monitor.maps[i][0].ndim > 1 else 4 * n, 3), squeeze=False)
+    for j, ax in enumerate(axs[0]): _draw(monitor, i, j, ax, alpha, cmap)
     return fig
 
 @patch
@@ -144,13 +151,13 @@ def plot_history(self:CAMMonitor,
     "One row per item, one column per record (titled with epoch and probability); the pointing game per record below"
     hist, n_rec, n = self.history, len(self.maps), len(self._images)
     gt = boxes if boxes is not None else masks
-    fig = plt.figure(figsize=(2.4 * n_rec, 2.6 * n + (2.2 if gt is not None else 0)))
+    text = isinstance(hist, list)
+    if text and gt is not None: raise ValueError("boxes= and masks= are for images; this monitor watches texts")
+    fig = plt.figure(figsize=((4 if text else 2.4) * n_rec, 2.6 * n + (2.2 if gt is not None else 0)))
     rows = n + (1 if gt is not None else 0)
     for j in range(n):
         for i in range(n_rec):
-            ax = fig.add_subplot(rows, n_rec, j * n_rec + i + 1)
-            show_cam_overlay(self._images[j], hist[i, j], ax=ax, alpha=alpha, cmap=cmap,
-                             title=f"epoch {self.epochs[i]}: {self.probs[i][j]:.2f}")
+            _draw(self, i, j, fig.add_subplot(rows, n_rec, j * n_rec + i + 1), alpha, cmap)
     if gt is not None:
         size = tuple(self._batch[0].shape[-2:])
         pg = [pointing_game(hist[i], gt, size).mean().item() for i in range(n_rec)]

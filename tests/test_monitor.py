@@ -72,3 +72,18 @@ def test_pets_recipe_monitor(tmp_path):
     for f in ('monitor.png', 'monitor/cam_history.gif', 'monitor/epoch_002.png'): assert (tmp_path/'out'/f).stat().st_size
     assert json.loads((tmp_path/'out'/'metrics.json').read_text())['monitor'] == 3
     assert not any(type(cb).__name__ == 'CAMMonitor' for cb in learn.cbs)
+
+def test_text_learner():
+    "A text classifier: one map per review over its own tokens, per record, in the order the reviews were given"
+    from fastai.text.all import text_classifier_learner, AWD_LSTM
+    from fastcam.text import synth_reviews, review_dls
+    set_seed(0)
+    learn = text_classifier_learner(review_dls(synth_reviews(80, seed=2), bs=16), AWD_LSTM, pretrained=False)
+    reviews = ['a superb film', 'the plot was really quite dull and the actors boring']
+    mon = CAMMonitor(reviews, target='pred')
+    learn.fit(1, 1e-3, cbs=mon)
+    assert mon.epochs == [0, 1] and len(mon.history) == 2
+    assert [len(m) for m in mon.history[1]] == [len(learn.dls.test_dl([r]).one_batch()[0][0]) for r in reviews]
+    assert [str(o).split(' ')[2] for o in mon._images] == ['superb', 'plot']  # xxbos, xxmaj or the first word
+    fig = mon.plot_history()
+    assert any('superb' == t.get_text() for ax in fig.axes for t in ax.texts)
