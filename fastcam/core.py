@@ -341,8 +341,9 @@ class CAMHook:
                 A = A.flatten(2)  # (bs, k, s): positions flattened
                 if several: A = A[:, None]  # broadcast over the class dimension
                 G = None if G is None else G.flatten(-len(spatial))
+                per_item = W is not None and W.ndim == (3 if several else 2)  # a W per item, or one for all
                 maps = (_WEIGHT_FNS[self.method](A, G, W) if lengths is None else
-                        _weigh_items(self.method, A, G, W, lengths, per_item=W is not None and W.ndim == (3 if several else 2)))
+                        _weigh_items(self.method, A, G, W, lengths, per_item))
                 maps = maps.detach().unflatten(-1, spatial)
                 if several:
                     n = scores.shape[1] if t is None else len(cols)

@@ -204,7 +204,8 @@ def plot_cam(self:CAMInterpretation,
     for j, (i, (img, _)) in enumerate(zip(idxs, self._decoded_items(idxs))):
         c = int(t[j])  # the one class explained (single-label titles do not repeat it)
         for col, (l, m) in enumerate(cols):
-            head = f"{ifnone(m, self.cam.method_used)} @ {_layer_name(self.learn, ifnone(l, self.cam.layer))}\n" if compare else ''
+            name = _layer_name(self.learn, ifnone(l, self.cam.layer))
+            head = f"{ifnone(m, self.cam.method_used)} @ {name}\n" if compare else ''
             ax = axs[j * len(cols) + col]
             show_cam_overlay(img, cams[col][0][j], ax=ax, alpha=alpha, cmap=cmap, title=head + view.item(self, i, c),
                              **kwargs)
@@ -363,7 +364,8 @@ def _token_panels(interp, idxs, cams, cols, view):
             if maps.ndim == 1: yield toks, maps, head + view.item(interp, i, None if t is None else int(t[j]))
             else:
                 for c in range(len(maps)):
-                    if t is None or t[j, c]: yield toks, maps[c], head + view.item(interp, i, None) + ' | ' + view.panel(interp, i, c)
+                    if t is None or t[j, c]:
+                        yield toks, maps[c], f"{head}{view.item(interp, i, None)} | {view.panel(interp, i, c)}"
 
 @patch
 def _plot_text(self:CAMInterpretation, idxs, cams, cols, view, title, hide_special:bool=False, width:int=90, **kwargs):

@@ -243,7 +243,8 @@ def summary(metrics:dict, out:Path, source:str)->str:
                      f"   ({m['method']} at layer {m['layer']}, against the objects' {m['ground_truth']})")
     else: lines.append(f"  maps: {m['method']} at layer {m['layer']} (no boxes or trimaps to score them against)")
     extra = ', monitor.png, monitor/cam_history.gif' if m.get('monitor') else ''
-    lines += [f"  wrote {out}/: learner.pkl, cam_gallery.png, layers.png, metrics.json{extra}", f"  took {m['seconds']:.0f} s"]
+    lines += [f"  wrote {out}/: learner.pkl, cam_gallery.png, layers.png, metrics.json{extra}",
+              f"  took {m['seconds']:.0f} s"]
     return '\n'.join(lines)
 
 _OnOff = Annotated[bool, dict(action=argparse.BooleanOptionalAction)]  # --flag / --no-flag

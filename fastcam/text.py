@@ -81,7 +81,7 @@ def text_recipe(out:str|Path, # Folder for the learner, the picture and the metr
                 method:str|None=None, # Method of the picture; default: the text default (`'intgrad'`)
                 epoch_lines:bool=False, # One printed line per epoch instead of progress bars (for logs and CI)
                )->tuple:
-    "Train a text classifier, map its validation reviews, score the maps; write the results; return `(learn, interp, metrics)`"
+    "Train a text classifier, map and score its validation reviews, write the results; return `(learn, interp, metrics)`"
     if method is not None and method not in TEXT_METHODS:
         raise RecipeError(f"--method: unknown method {method!r} for text; choose one of {TEXT_METHODS}")
     out = Path(out).resolve(); out.mkdir(parents=True, exist_ok=True)
