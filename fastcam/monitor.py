@@ -10,7 +10,7 @@ import random, numpy as np
 from contextlib import contextmanager
 from pathlib import Path
 from fastai.basics import *
-from .core import inference_state, TOKEN_METHODS
+from .core import inference_state
 from .metrics import pointing_game
 from .callback import CAMCallback
 from .interpret import show_cam_overlay, show_text_cam
@@ -62,10 +62,12 @@ class CAMMonitor(Callback):
                 raise ValueError("CAMMonitor(target='actual') needs items with labels (as dls.test_dl(items, "
                                  "with_labels=True) gives); use target='pred' or a class index") from e
             dl = self.dls.test_dl(self.items, bs=n); b = first(dl)
-        order = tensor(dl.get_idxs()).argsort()  # a text DataLoader sorts by length: back to the items' order
-        self._batch = tuple(o[order].as_subclass(Tensor) for o in b)
-        self._n_inp = dl.n_inp
-        self._images = [o[0] for o in dl.decode_batch(tuple(o[order] for o in b), max_n=n)]
+        # A text DataLoader sorts by length (fastai's SentenceEncoder needs that order): the batch keeps it, and the
+        # maps, probabilities and images are put back in the items' order
+        self._order = tensor(dl.get_idxs()).argsort()
+        self._batch, self._n_inp = tuple(o.as_subclass(Tensor) for o in b), dl.n_inp
+        images = [o[0] for o in dl.decode_batch(b, max_n=n)]
+        self._images = [images[i] for i in self._order]
 
     def _record(self, epoch:int):
         with rng_preserved():
@@ -74,13 +76,15 @@ class CAMMonitor(Callback):
             self.cam.learn = self.learn
             try:
                 with inference_state(self.model), torch.no_grad():
-                    if self.cam.used_method() not in TOKEN_METHODS: self.cam._register()
+                    self.cam._register()
                     pred = self.model(*xb)
                     maps, t = self.cam.batch_maps(pred, xb, yb)
             finally: self.cam._remove(); self.cam.hooks, self.cam.learn = None, None
         probs = (pred[0] if is_listy(pred) else pred).detach().float().softmax(-1).cpu()
-        self.maps.append(maps); self.epochs.append(epoch)
-        self.probs.append(probs.gather(1, t.cpu().long()[:, None])[:, 0] if t.ndim == 1 else probs.max(1)[0])
+        probs = probs.gather(1, t.cpu().long()[:, None])[:, 0] if t.ndim == 1 else probs.max(1)[0]
+        o = self._order
+        self.maps.append([maps[i] for i in o] if isinstance(maps, list) else maps[o])
+        self.probs.append(probs[o]); self.epochs.append(epoch)
         self._publish(epoch)
 
     def before_fit(self): self._in_fit = False

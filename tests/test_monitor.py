@@ -87,3 +87,15 @@ def test_text_learner():
     assert [str(o).split(' ')[2] for o in mon._images] == ['superb', 'plot']  # xxbos, xxmaj or the first word
     fig = mon.plot_history()
     assert any('superb' == t.get_text() for ax in fig.axes for t in ax.texts)
+
+def test_text_longer_than_one_bptt_chunk():
+    "Reviews longer than bptt (72 tokens) run in fastai's length-sorted order; maps come back in the given order"
+    from fastai.text.all import text_classifier_learner, AWD_LSTM
+    from fastcam.text import synth_reviews, review_dls
+    set_seed(0)
+    learn = text_classifier_learner(review_dls(synth_reviews(80, seed=2), bs=16), AWD_LSTM, pretrained=False)
+    reviews = ['a superb film', ' '.join(['the plot'] * 60) + ' dull']
+    mon = CAMMonitor(reviews, target='pred')
+    learn.fit(1, 1e-3, cbs=mon)
+    lens = [len(learn.dls.test_dl([r]).one_batch()[0][0]) for r in reviews]
+    assert lens[1] > 72 and [len(m) for m in mon.history[-1]] == lens
