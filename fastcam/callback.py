@@ -130,9 +130,24 @@ def task_kind(learn)->TaskKind:
     "The first of `TASK_KINDS` that `learn` matches (its loss function says what its output means)"
     return next(k for k in TASK_KINDS if k.match(learn))
 
+def _per_item(maps:Tensor, lengths:Tensor|None)->Tensor|list:
+    "Maps on the CPU: as they are, or for padded token sequences a list with each item's map over its own tokens"
+    maps = maps.cpu()
+    return maps if lengths is None else [m[..., :n] for m, n in zip(maps, lengths.tolist())]
+
+def _distributed(dl)->bool:
+    "Whether `dl` is fastai's `DistributedDL` (inside `learn.distrib_ctx`); never imports `fastai.distributed` itself"
+    m = sys.modules.get('fastai.distributed')
+    return m is not None and isinstance(dl, m.DistributedDL)
+
+def _take(x, o:Tensor):
+    "`x` (a tensor, a list of per-item maps, or `None`) in the order `o`"
+    return None if x is None else [x[i] for i in o.tolist()] if isinstance(x, list) else x[o]
+
 class CAMCallback(HookCallback):
-    "Fill `learn.cam.maps` and `learn.cam.targets` during `get_preds`, `validate` and `predict`"
-    order, run_train, _stateattrs = -5, False, ('hooks', 'maps', 'targets', '_maps', '_targs')
+    "Fill `learn.cam.maps`, `learn.cam.targets` and `learn.cam.item_idxs` during `get_preds`, `validate` and `predict`"
+    order, run_train = -5, False
+    _stateattrs = ('hooks', 'maps', 'targets', 'item_idxs', '_maps', '_targs', '_pos')
     def __init__(self, layer:nn.Module|str|None=None, # Layer to hook; default: `body_layer`
                  method:str|None=None, # One of `CAM_METHODS` or `TOKEN_METHODS`; default: the model kind's
                  target:str|int|list|Tensor='pred', # 'pred', 'actual', 'all', a class index, or one index per item
@@ -147,85 +162,129 @@ class CAMCallback(HookCallback):
         self._in_fit = False
         self._init_state()
 
-    def _init_state(self): self.hooks = self.maps = self.targets = self._maps = self._targs = self.method_used = None
+    def _init_state(self):
+        self.hooks = self.maps = self.targets = self.item_idxs = self.method_used = self.layer_name = None
+        self._maps = self._targs = self._pos = None
+
+    def _net(self)->nn.Module:
+        "The learner's model, out of the `DistributedDataParallel` wrapper `learn.distrib_ctx` puts it in"
+        return unwrap_model(self.model)
 
     def hooked_layer(self)->nn.Module|str:
         "The layer to hook: `layer`, or the default of the model's kind (`body_layer`)"
-        return body_layer(self.model) if self.layer is None else self.layer
+        return body_layer(self._net()) if self.layer is None else self.layer
 
     def used_method(self)->str:
         "The method: `method`; else `'gradcam'` for a given layer, or the model kind's default (text: `'intgrad'`)"
         if self.method is not None: return self.method
-        kind = None if self.layer is not None else model_kind(self.model, strict=False)
+        kind = None if self.layer is not None else model_kind(self._net(), strict=False)
         return 'gradcam' if kind is None else kind.default_method
 
     def before_fit(self): self._in_fit = False
     def before_train(self): self._in_fit = True  # only `fit` trains: its validation is left alone too
 
     def _register(self):
-        kind, method = model_kind(self.model, strict=False), self.used_method()
+        net = self._net()
+        kind, method = model_kind(net, strict=False), self.used_method()
         self.method_used = method  # kept after the pass, for titles
         if method in TOKEN_METHODS:
             if kind is None or kind.embedding is None:
                 raise ValueError(f"method={method!r} needs a model that takes tokens (a fastai text classifier); use "
                                  f"one of {CAM_METHODS[:-1]}")
+            self.layer_name = find_layer(net, kind.embedding(net))[0]  # the maps are over its outputs
             return
-        name, layer = find_layer(self.model, self.hooked_layer())
-        if kind is not None and kind.lengths is not None and any(layer is m for m in self.model[0].module.modules()):
+        name, layer = find_layer(net, self.hooked_layer())
+        self.layer_name = name  # kept after the pass, like `method_used`
+        if kind is not None and kind.lengths is not None and any(layer is m for m in net[0].module.modules()):
             raise ValueError(f"Layer {name!r} is inside the text encoder's recurrent module, which runs once per bptt "
-                             f"chunk ({self.model[0].bptt} tokens), so several times per forward on longer texts: hook "
+                             f"chunk ({net[0].bptt} tokens), so several times per forward on longer texts: hook "
                              f"the encoder itself, learn.model[0] (the default)")
         reshape = self.reshape if self.reshape is not None or self.layer is not None or kind is None else kind.layout
-        self.hooks = CAMHook(self.model, layer, method, reshape)
+        self.hooks = CAMHook(net, layer, method, reshape)
 
     def before_validate(self):
         self._remove()
         if self._in_fit: return
-        self._maps, self._targs = [], []
+        self._maps, self._targs, self._pos = [], [], []
         self._register()
 
     def after_pred(self):
         if self._maps is None: return
-        maps, t = self.batch_maps(self.pred, self.xb, self.yb)
+        maps, t, lengths = self._batch(self.pred, self.xb, self.yb)
         self.learn.pred = to_detach(self.pred, cpu=False, gather=False)  # as without us: no graph reaches the loss
-        self._maps.append(maps); self._targs.append(t)
+        if _distributed(self.dl): maps, t, lengths = self._gather(maps, t, lengths)
+        self._maps.append(_per_item(maps, lengths)); self._targs.append(t)
+
+    def _batch(self, pred, xb:tuple, yb:tuple)->tuple:
+        "Maps (float32, on the model's device; text: padded), targets and, for text, real tokens per item of a batch"
+        pred1 = pred[0] if is_listy(pred) else pred  # a text classifier gives (logits, extras...)
+        target, region = task_kind(self.learn).resolve(self.learn, self.target, pred1, yb)
+        net, method = self._net(), self.used_method()
+        kind = model_kind(net, strict=False)
+        lengths = None if kind is None or kind.lengths is None else kind.lengths(net, xb[0])
+        if method in TOKEN_METHODS: maps, t = self._token_maps(kind, method, pred1, target, xb[0])
+        else: maps, t = self.hooks.compute(pred, target, region=region, lengths=lengths)
+        return maps.float(), t, lengths
 
     def batch_maps(self, pred, xb:tuple, yb:tuple)->tuple:
         "Maps (CPU, float32; one per item over its own tokens for text) and targets of a batch the hooked model just ran"
-        pred1 = pred[0] if is_listy(pred) else pred  # a text classifier gives (logits, extras...)
-        target, region = task_kind(self.learn).resolve(self.learn, self.target, pred1, yb)
-        kind, method = model_kind(self.model, strict=False), self.used_method()
-        lengths = None if kind is None or kind.lengths is None else kind.lengths(self.model, xb[0])
-        if method in TOKEN_METHODS: maps, t = self._token_maps(kind, method, pred1, target, xb[0])
-        else: maps, t = self.hooks.compute(pred, target, region=region, lengths=lengths)
-        maps = maps.float().cpu()
-        if lengths is not None: maps = [m[..., :n] for m, n in zip(maps, lengths.tolist())]  # each over its tokens
-        return maps, t
+        maps, t, lengths = self._batch(pred, xb, yb)
+        return _per_item(maps, lengths), t
+
+    def _gather(self, maps:Tensor, t:Tensor|None, lengths:Tensor|None)->tuple:
+        "This batch of every rank, through fastai's own `to_detach` (all-gather, padding dropped), with item positions"
+        dl = self.dl  # each rank reads `n_padded // world_size` items from `rank * n_padded // world_size` on
+        pos = dl.rank * dl.n_padded // dl.world_size + dl.i - len(maps) + torch.arange(len(maps), device=maps.device)
+        if lengths is not None:  # token maps: padded to the longest batch on any rank, as ranks must gather one shape
+            longest = tensor(maps.shape[-1], device=maps.device)
+            torch.distributed.all_reduce(longest, torch.distributed.ReduceOp.MAX)
+            maps = F.pad(maps, (0, int(longest) - maps.shape[-1]))
+        parts = {k: v for k, v in dict(maps=maps, t=t, lengths=lengths, pos=pos).items() if v is not None}
+        got = self.learn.to_detach(parts, cpu=False)  # (fastai's unpadding needs tensors: no `None` in there)
+        self._pos.append(got['pos'].cpu())
+        return got['maps'], got.get('t'), got.get('lengths')
 
     def _token_maps(self, kind, method, pred, target, x):
         "Maps of a `TOKEN_METHODS` method, from passes over this batch's tokens"
         x, t = x.as_subclass(Tensor), resolve_targets(target, pred)
         if t is None or t.dtype == torch.bool:
             raise ValueError(f"method={method!r} explains one class per item: pass target='pred', 'actual' or a class")
-        if method == 'intgrad': return integrated_gradients(self.model, x, kind.embedding(self.model), t), t
-        return token_occlusion(self.model, x, t, kind.lengths(self.model, x)), t
+        net = self._net()
+        if method == 'intgrad': return integrated_gradients(net, x, kind.embedding(net), t), t
+        return token_occlusion(net, x, t, kind.lengths(net, x)), t
 
     def after_validate(self):
         if self._maps is None: return
         self._remove()
         if not self._maps: raise ValueError("The DataLoader gave no batches, so there are no maps: check its items")
-        ragged = isinstance(self._maps[0], list)
-        maps = [m for b in self._maps for m in b] if ragged else torch.cat(self._maps)
+        maps = [m for b in self._maps for m in b] if isinstance(self._maps[0], list) else torch.cat(self._maps)
         targs = None if self._targs[0] is None else torch.cat(self._targs).cpu()
-        if isinstance(getattr(self.dl, 'get_idxs', None), _ConstantFunc):  # `get_preds(reorder=True)` order
-            order = tensor(self.dl.get_idxs()).argsort()
-            maps = [maps[i] for i in order] if ragged else maps[order]
-            targs = None if targs is None else targs[order]
-        self.maps, self.targets, self._maps, self._targs = maps, targs, None, None
+        # Position of each map's item in the order the DataLoader reads them; under `distrib_ctx` fastai gathers
+        # batch by batch, so the ranks' slices come interleaved
+        pos = torch.cat(self._pos) if self._pos else torch.arange(len(maps))
+        dl = self.dl.dl if _distributed(self.dl) else self.dl
+        get_idxs = getattr(dl, 'get_idxs', None)
+        constant = isinstance(get_idxs, _ConstantFunc)  # `get_preds(reorder=True)`
+        idxs = tensor(get_idxs()) if constant or get_idxs is not None and not getattr(dl, 'shuffle', True) else None
+        items = None if idxs is None else idxs[pos]
+        if constant:  # fastai's own reorder of its predictions, so that the maps stay aligned with them
+            order = idxs.argsort()
+            maps, targs, items = _take(maps, order), _take(targs, order), items[order]
+        self.maps, self.targets, self.item_idxs = maps, targs, items
+        self._maps = self._targs = self._pos = None
+
+    def to_item_order(self)->Tensor:
+        "Put `maps`, `targets` and `item_idxs` in the order of the DataLoader's items; return that permutation"
+        if self.item_idxs is None:
+            raise ValueError("The items' order is unknown after a pass over a shuffled DataLoader: use "
+                             "learn.get_preds, which reads it in a fixed order, or dl.new(shuffle=False)")
+        o = self.item_idxs.argsort()
+        self.maps, self.targets, self.item_idxs = _take(self.maps, o), _take(self.targets, o), self.item_idxs[o]
+        return o
 
     def after_fit(self):
         self._remove()
-        self._maps = self._targs = None
+        self._maps = self._targs = self._pos = None
 
     def __repr__(self):
         return (f"CAMCallback(layer={self.layer!r}, method={self.method!r}, target={self.target!r}"

@@ -12,10 +12,10 @@ from contextlib import contextmanager
 from typing import Callable
 
 # %% auto #0
-__all__ = ['CAM_METHODS', 'SCORECAM_NEEDS_INPUT', 'TOKEN_METHODS', 'find_layer', 'cam_head', 'check_method', 'inference_state',
-           'resolve_targets', 'gt_masks', 'predicted_region', 'class_scores', 'normalize_maps', 'upsample_maps',
-           'channels_last', 'TokenGrid', 'token_grid', 'auto_layout', 'CAMHook', 'cam_maps', 'integrated_gradients',
-           'token_occlusion']
+__all__ = ['CAM_METHODS', 'SCORECAM_NEEDS_INPUT', 'TOKEN_METHODS', 'find_layer', 'unwrap_model', 'cam_head', 'check_method',
+           'inference_state', 'resolve_targets', 'gt_masks', 'predicted_region', 'class_scores', 'normalize_maps',
+           'upsample_maps', 'channels_last', 'TokenGrid', 'token_grid', 'auto_layout', 'CAMHook', 'cam_maps',
+           'integrated_gradients', 'token_occlusion']
 
 # %% ../nbs/00_core.ipynb #3bb348c1
 CAM_METHODS = ('cam', 'gradcam', 'gradcam++', 'hirescam', 'xgradcam', 'layercam', 'eigencam', 'scorecam')
@@ -36,6 +36,12 @@ def find_layer(model:nn.Module, # The model holding the layer
         raise ValueError(f"{type(layer).__name__} is not a submodule of this model: pass a module of the model, "
                          f"or a dotted name such as {list(names)[:5]}")
     raise TypeError(f"`layer` must be an nn.Module or a dotted name (str), not {type(layer).__name__}")
+
+# %% ../nbs/00_core.ipynb #3330387c
+def unwrap_model(model:nn.Module)->nn.Module:
+    "The model inside a `DistributedDataParallel` or `DataParallel` wrapper, else `model` itself"
+    wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
+    return model.module if isinstance(model, wrappers) else model
 
 # %% ../nbs/00_core.ipynb #2820a84f
 def cam_head(nf:int, # Number of channels of the body's output

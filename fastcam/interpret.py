@@ -83,6 +83,8 @@ class CAMInterpretation(ClassificationInterpretation):
         with _cam_free(learn):
             preds, targs, decoded, losses = learn.get_preds(dl=dl, with_decoded=True, with_loss=True, act=act, cbs=cam)
         if losses.numel() != len(preds): losses = losses.view(len(preds), -1).mean(1)  # per label or pixel: per item
+        o = cam.to_item_order()  # dataset order, also where fastai's distributed get_preds interleaves the ranks
+        preds, targs, decoded, losses = (x[o] for x in (preds, targs, decoded, losses))
         return cls(learn, dl, losses, act, preds, targs, decoded, cam)
 
     @property

@@ -1,0 +1,97 @@
+"""fastai's distributed `get_preds` (accelerate, DistributedDataParallel) on 2 CPU processes launched with torchrun (gloo):
+`learn.cam.*` gathered from both ranks and aligned with fastai's own predictions, `CAMInterpretation` and the README's
+script in dataset order, each equal item by item to a single-process run of the same worker. Without distribution
+nothing imports accelerate."""
+import os, signal, socket, subprocess, sys
+from pathlib import Path
+import pytest, torch
+
+pytest.importorskip('accelerate', reason='fastai.distributed needs accelerate: pip install "fastcam[distributed]"')
+WORKER = Path(__file__).parent/'distributed_worker.py'
+TIMEOUT = 240  # seconds: a hung rank (a collective one rank never joins) must fail the test, not hang CI
+
+def free_port()->int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+def start(cmd):
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONWARNINGS': 'ignore'}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)  # its own process group: a timeout kills the ranks too
+
+def finish(p, what):
+    try: out, _ = p.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        pytest.fail(f"{what} did not finish in {TIMEOUT} s: {p.communicate()[0][-3000:]}")
+    assert p.returncode == 0, f"{what} failed:\n{out[-5000:]}"
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+    "Results of the 2 ranks and of the single-process reference, both run at once"
+    out = tmp_path_factory.mktemp('distributed')
+    ranks = start([sys.executable, '-m', 'torch.distributed.run', '--nnodes', '1', '--nproc_per_node', '2',
+                   '--master_addr', '127.0.0.1', '--master_port', str(free_port()), str(WORKER), str(out)])
+    single = start([sys.executable, str(WORKER), str(out)])
+    finish(single, 'The single-process run'); finish(ranks, 'The 2-process torchrun')
+    load = lambda name: torch.load(out/name, weights_only=False)
+    return load('single.pt'), [load('rank0.pt'), load('rank1.pt')], out
+
+def close(a, b, what):
+    "Equal item by item: tensors to 1e-5, lists of per-item maps (text) each to 1e-5, anything else exactly"
+    if isinstance(a, list) and a and isinstance(a[0], torch.Tensor):
+        assert len(a) == len(b), what
+        for i, (x, y) in enumerate(zip(a, b)): torch.testing.assert_close(x, y, atol=1e-5, rtol=0, msg=f"{what}[{i}]")
+    elif isinstance(a, torch.Tensor): torch.testing.assert_close(a.float(), b.float(), atol=1e-5, rtol=0, msg=what)
+    else: assert a == b, what
+
+def test_fastai_interleaves_and_cam_follows(runs):
+    "11 items, 2 per batch, 2 ranks: fastai returns the ranks' batches interleaved, and learn.cam.maps alike"
+    single, ranks, _ = runs
+    test_eq = lambda a, b: torch.testing.assert_close(a, b)
+    test_eq(single['get_preds']['item_idxs'], torch.arange(11))
+    for r in ranks:  # rank 0 reads items 0-5, rank 1 items 6-10 and item 0 again as padding, which is dropped
+        test_eq(r['get_preds']['item_idxs'], torch.tensor([0, 1, 6, 7, 2, 3, 8, 9, 4, 5, 10]))
+
+def test_learn_cam_aligned_with_fastai_predictions(runs):
+    "On every rank, one map per item, in the order of fastai's own predictions; equal to the single-process maps"
+    single, ranks, _ = runs
+    s = single['get_preds']
+    assert s['maps'].shape == (11, 2, 2) and s['maps'].flatten(1).amax(1).gt(0).sum() > 5  # not blank (untrained)
+    for rank, r in enumerate(ranks):
+        g = r['get_preds']
+        o = g['item_idxs'].argsort()
+        for k in ('preds', 'targs', 'maps', 'targets'): close(g[k][o], s[k], f"rank {rank} {k}")
+
+@pytest.mark.parametrize('what', ['script', 'text gradcam', 'text intgrad'])
+def test_interpretation_in_dataset_order(runs, what):
+    "CAMInterpretation.from_learner under distrib_ctx: predictions, targets, losses and maps as a single process has them"
+    single, ranks, _ = runs
+    for rank, r in enumerate(ranks):
+        for k, v in single[what].items():
+            if k == 'items': v, r[what][k] = [Path(o).name for o in v], [Path(o).name for o in r[what][k]]
+            close(r[what][k], v, f"rank {rank} {what} {k}")
+    if what.startswith('text'):  # one map per review, each over its own tokens: padding to gather, then dropped again
+        assert len({len(m) for m in single[what]['maps']}) > 1
+
+def test_script_writes_one_file_on_rank_0(runs):
+    "The README's script: `torch.load` of the file rank 0 wrote gives what a single process computes"
+    single, _, out = runs
+    res = torch.load(out/'cams2.pt', weights_only=False)  # named after the number of processes
+    assert res['layer'] == '0' and res['vocab'] == [False, True]
+    for k, v in single['script'].items():
+        if k != 'items': close(res[k], v, f"file {k}")
+
+def test_no_accelerate_without_distribution():
+    "Maps, interpretation and plots on one process import neither accelerate nor fastai.distributed"
+    code = ("import sys, tempfile\nfrom fastai.vision.all import *\nfrom fastcam.all import *\n"
+            "path = synth_pets(tempfile.mkdtemp(), n=8, size=32)\n"
+            "dls = ImageDataLoaders.from_name_func(path, get_image_files(path), label_func=is_cat, bs=4, num_workers=0)\n"
+            "learn = vision_learner(dls, resnet18, pretrained=False)\n"
+            "CAMInterpretation.from_learner(learn).plot_cam(k=2)\n"
+            "print('accelerate' in sys.modules, 'fastai.distributed' in sys.modules)")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, 'MPLBACKEND': 'Agg'})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split()[-2:] == ['False', 'False']
