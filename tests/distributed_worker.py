@@ -21,11 +21,12 @@ res['script'] = script['main'](out=str(out/f'cams{num_distrib()}.pt'), cpu=True,
 
 # A CAMCallback attached to the learner, in fastai's own distributed get_preds: learn.cam.* aligned with its predictions
 learn = script['synthetic_learner'](n=22, size=64, bs=2)
+with learn.distrib_ctx(cpu=True, sync_bn=False): plain = learn.get_preds(with_loss=True)
 learn.add_cb(CAMCallback())
 with learn.distrib_ctx(cpu=True, sync_bn=False):
-    preds, targs = learn.get_preds()
+    preds, targs, losses = learn.get_preds(with_loss=True)
 res['get_preds'] = dict(preds=preds, targs=targs, maps=learn.cam.maps, targets=learn.cam.targets,
-                        item_idxs=learn.cam.item_idxs)
+                        item_idxs=learn.cam.item_idxs, untouched=all(map(torch.equal, plain, (preds, targs, losses))))
 
 # Text: one map per review over its own tokens (padded across ranks for the gather), through fastai's SortedDL
 set_seed(0)

@@ -61,6 +61,7 @@ def test_learn_cam_aligned_with_fastai_predictions(runs):
     assert s['maps'].shape == (11, 2, 2) and s['maps'].flatten(1).amax(1).gt(0).sum() > 5  # not blank (untrained)
     for rank, r in enumerate(ranks):
         g = r['get_preds']
+        assert g['untouched'], f"rank {rank}: predictions, targets or losses differ from a pass without CAMCallback"
         o = g['item_idxs'].argsort()
         for k in ('preds', 'targs', 'maps', 'targets'): close(g[k][o], s[k], f"rank {rank} {k}")
 
