@@ -27,7 +27,7 @@ class ModelKind:
     "A kind of model: how to recognise it, the layer hooked by default, and what else differs for it"
     name:str
     match:Callable # model -> bool
-    default_layer:Callable # model -> the module to hook
+    default_layer:Callable # (model, a batch of inputs or None) -> the module to hook, or its name
     layout:Callable|None=None # The layout of the default layer's output (`None`: from the model, `auto_layout`)
     default_method:str='gradcam' # The method used when none is given
     embedding:Callable|None=None # model -> its token embedding (for `TOKEN_METHODS`), if it takes tokens
@@ -36,6 +36,19 @@ class ModelKind:
 def _vit(model:nn.Module)->nn.Module|None:
     "The timm ViT-family model (a patch grid, prefix tokens, `blocks`) inside `model`, if any"
     return next((m for m in model.modules() if token_grid(m) is not None and len(getattr(m, 'blocks', ()))), None)
+
+def _is_body_head(m:nn.Module)->bool:
+    "A fastai `vision_learner` model: a body, then a head that starts by pooling (`create_head`, `cam_head`)"
+    return (isinstance(m, nn.Sequential) and len(m) == 2 and isinstance(m[1], nn.Sequential) and len(m[1]) > 0
+            and 'Pool' in type(m[1][0]).__name__)
+
+def _located(model:nn.Module, x:Tensor|None)->str:
+    "The layer `locate_layer` finds in a dry forward of `x`"
+    if x is None:
+        raise ValueError(f"This {type(model).__name__} is not a model whose layer fastcam knows (a vision_learner, "
+                         f"unet_learner or text classifier, a timm ViT): finding it takes a batch, body_layer(model, xb); "
+                         f"or pass layer= (a module, or a name from learn.model.named_modules())")
+    return locate_layer(model, x)
 
 def _is_text(m:nn.Module)->bool:
     "A fastai text classifier: `SentenceEncoder` (a `bptt` and a `pad_idx`) then a head"
@@ -46,27 +59,24 @@ def _is_text(m:nn.Module)->bool:
 MODEL_KINDS = (
     # The last block's first norm: with class-token pooling the *output* of the last block reaches the logits through
     # the class token only, so its patch tokens get exactly zero gradient; the norm's output feeds attention over all.
-    ModelKind('vit', lambda m: _vit(m) is not None, lambda m: _vit(m).blocks[-1].norm1),
-    ModelKind('unet', lambda m: isinstance(m, DynamicUnet), lambda m: m[0]),  # the encoder
-    ModelKind('text', _is_text, lambda m: m[0], layout=channels_last, default_method='intgrad',
+    ModelKind('vit', lambda m: _vit(m) is not None, lambda m, x: _vit(m).blocks[-1].norm1),
+    ModelKind('unet', lambda m: isinstance(m, DynamicUnet), lambda m, x: m[0]),  # the encoder
+    ModelKind('text', _is_text, lambda m, x: m[0], layout=channels_last, default_method='intgrad',
               embedding=lambda m: m[0].module.encoder_dp, lengths=lambda m, x: (x != m[0].pad_idx).sum(1)),
-    ModelKind('body/head', lambda m: isinstance(m, nn.Sequential) and len(m) > 1, lambda m: m[0]),
+    ModelKind('body/head', _is_body_head, lambda m, x: m[0]),
+    ModelKind('any', lambda m: True, _located),  # the last layer before pooling, found in a dry forward
 )
 
-def model_kind(model:nn.Module, # The model
-               strict:bool=True, # Raise if no kind matches (else return `None`)
-              )->ModelKind|None:
-    "The first of `MODEL_KINDS` that `model` matches, else a `ValueError` that says to pass `layer=`"
-    kind = next((k for k in MODEL_KINDS if k.match(model)), None)
-    if kind is None and strict:
-        raise ValueError("CAMCallback(layer=None) hooks the body `learn.model[0]` of a vision_learner, unet_learner or "
-                         "text_classifier_learner model (or the last block of a timm ViT), but this model is none of "
-                         "these: pass layer= (a module, or a name from learn.model.named_modules())")
-    return kind
+def model_kind(model:nn.Module)->ModelKind:
+    "The first of `MODEL_KINDS` that `model` matches (the last, `'any'`, matches every model)"
+    return next(k for k in MODEL_KINDS if k.match(model))
 
-def body_layer(model:nn.Module)->nn.Module:
-    "The layer hooked by default: the body `model[0]` of a CNN, U-Net or text classifier, a timm ViT's last block norm"
-    return model_kind(model).default_layer(model)
+def body_layer(model:nn.Module, # The model
+               x:Tensor|None=None, # A batch of inputs, needed only for a model of kind `'any'`
+              )->nn.Module|str:
+    """The layer hooked by default: the body `model[0]` of a CNN, U-Net or text classifier, a timm ViT's last block
+    norm; for any other model, the last layer before pooling (`locate_layer` on `x`)"""
+    return model_kind(model).default_layer(model, x)
 
 def _labels(yb, what='labels'):
     if not len(yb): raise ValueError(f"target='actual' needs {what}, but this batch has none (as in learn.predict or an "
@@ -147,7 +157,7 @@ def _take(x, o:Tensor):
 class CAMCallback(HookCallback):
     "Fill `learn.cam.maps`, `learn.cam.targets` and `learn.cam.item_idxs` during `get_preds`, `validate` and `predict`"
     order, run_train = -5, False
-    _stateattrs = ('hooks', 'maps', 'targets', 'item_idxs', '_maps', '_targs', '_pos')
+    _stateattrs = ('hooks', 'maps', 'targets', 'item_idxs', '_maps', '_targs', '_pos', '_found_layer')
     def __init__(self, layer:nn.Module|str|None=None, # Layer to hook; default: `body_layer`
                  method:str|None=None, # One of `CAM_METHODS` or `TOKEN_METHODS`; default: the model kind's
                  target:str|int|list|Tensor='pred', # 'pred', 'actual', 'all', a class index, or one index per item
@@ -164,49 +174,59 @@ class CAMCallback(HookCallback):
 
     def _init_state(self):
         self.hooks = self.maps = self.targets = self.item_idxs = self.method_used = self.layer_name = None
-        self._maps = self._targs = self._pos = None
+        self._maps = self._targs = self._pos = self._found_layer = None
 
     def _net(self)->nn.Module:
         "The learner's model, out of the `DistributedDataParallel` wrapper `learn.distrib_ctx` puts it in"
         return unwrap_model(self.model)
 
-    def hooked_layer(self)->nn.Module|str:
-        "The layer to hook: `layer`, or the default of the model's kind (`body_layer`)"
-        return body_layer(self._net()) if self.layer is None else self.layer
+    def hooked_layer(self, x:Tensor|None=None)->nn.Module|str:
+        "The layer to hook: `layer`, or the default of the model's kind (`body_layer`; any other model: in `x`)"
+        if self.layer is not None: return self.layer
+        net = self._net()
+        if self._found_layer is None or self._found_layer[0] is not net:  # found once per model
+            self._found_layer = net, body_layer(net, x)
+        return self._found_layer[1]
 
     def used_method(self)->str:
         "The method: `method`; else `'gradcam'` for a given layer, or the model kind's default (text: `'intgrad'`)"
         if self.method is not None: return self.method
-        kind = None if self.layer is not None else model_kind(self._net(), strict=False)
-        return 'gradcam' if kind is None else kind.default_method
+        return 'gradcam' if self.layer is not None else model_kind(self._net()).default_method
 
     def before_fit(self): self._in_fit = False
     def before_train(self): self._in_fit = True  # only `fit` trains: its validation is left alone too
 
-    def _register(self):
+    def _register(self, x:Tensor|None=None):
+        "Hook the layer (found in a dry forward of the batch `x` for a model of kind `'any'`)"
         net = self._net()
-        kind, method = model_kind(net, strict=False), self.used_method()
+        kind, method = model_kind(net), self.used_method()
         self.method_used = method  # kept after the pass, for titles
         if method in TOKEN_METHODS:
-            if kind is None or kind.embedding is None:
+            if kind.embedding is None:
                 raise ValueError(f"method={method!r} needs a model that takes tokens (a fastai text classifier); use "
                                  f"one of {CAM_METHODS[:-1]}")
             self.layer_name = find_layer(net, kind.embedding(net))[0]  # the maps are over its outputs
             return
-        name, layer = find_layer(net, self.hooked_layer())
+        name, layer = find_layer(net, self.hooked_layer(x))
         self.layer_name = name  # kept after the pass, like `method_used`
-        if kind is not None and kind.lengths is not None and any(layer is m for m in net[0].module.modules()):
+        if kind.lengths is not None and any(layer is m for m in net[0].module.modules()):
             raise ValueError(f"Layer {name!r} is inside the text encoder's recurrent module, which runs once per bptt "
                              f"chunk ({net[0].bptt} tokens), so several times per forward on longer texts: hook "
                              f"the encoder itself, learn.model[0] (the default)")
-        reshape = self.reshape if self.reshape is not None or self.layer is not None or kind is None else kind.layout
+        reshape = self.reshape if self.reshape is not None or self.layer is not None else kind.layout
         self.hooks = CAMHook(net, layer, method, reshape)
+
+    def _remove(self):
+        super()._remove()
+        self.hooks = None
 
     def before_validate(self):
         self._remove()
         if self._in_fit: return
         self._maps, self._targs, self._pos = [], [], []
-        self._register()
+
+    def before_batch(self):
+        if self._maps is not None and not self._maps and self.hooks is None: self._register(self.xb[0])  # first batch
 
     def after_pred(self):
         if self._maps is None: return
@@ -220,8 +240,8 @@ class CAMCallback(HookCallback):
         pred1 = pred[0] if is_listy(pred) else pred  # a text classifier gives (logits, extras...)
         target, region = task_kind(self.learn).resolve(self.learn, self.target, pred1, yb)
         net, method = self._net(), self.used_method()
-        kind = model_kind(net, strict=False)
-        lengths = None if kind is None or kind.lengths is None else kind.lengths(net, xb[0])
+        kind = model_kind(net)
+        lengths = None if kind.lengths is None else kind.lengths(net, xb[0])
         if method in TOKEN_METHODS: maps, t = self._token_maps(kind, method, pred1, target, xb[0])
         else: maps, t = self.hooks.compute(pred, target, region=region, lengths=lengths)
         return maps.float(), t, lengths

@@ -13,9 +13,9 @@ from typing import Callable
 
 # %% auto #0
 __all__ = ['CAM_METHODS', 'SCORECAM_NEEDS_INPUT', 'TOKEN_METHODS', 'find_layer', 'unwrap_model', 'cam_head', 'check_method',
-           'inference_state', 'resolve_targets', 'gt_masks', 'predicted_region', 'class_scores', 'normalize_maps',
-           'upsample_maps', 'channels_last', 'TokenGrid', 'token_grid', 'auto_layout', 'CAMHook', 'cam_maps',
-           'integrated_gradients', 'token_occlusion']
+           'inference_state', 'locate_layer', 'resolve_targets', 'gt_masks', 'predicted_region', 'class_scores',
+           'normalize_maps', 'upsample_maps', 'channels_last', 'TokenGrid', 'token_grid', 'auto_layout', 'CAMHook',
+           'cam_maps', 'integrated_gradients', 'token_occlusion']
 
 # %% ../nbs/00_core.ipynb #3bb348c1
 CAM_METHODS = ('cam', 'gradcam', 'gradcam++', 'hirescam', 'xgradcam', 'layercam', 'eigencam', 'scorecam')
@@ -115,6 +115,43 @@ def inference_state(model:nn.Module):
     finally:
         for m, mode in modes: m.training = mode
         torch.set_grad_enabled(grad_mode)
+
+# %% ../nbs/00_core.ipynb #476ec644
+def _spatial_out(o, x:Tensor)->bool:
+    "A tensor with the input's number of dimensions and some spatial extent left: `(bs, c, h, w)` with `h * w > 1`"
+    return isinstance(o, Tensor) and o.ndim == x.ndim and o.shape[2:].numel() > 1
+
+def locate_layer(model:nn.Module, # Any model taking `x`
+                 x:Tensor, # A batch of inputs, `(bs, c, *spatial)`
+                )->str:
+    "The name of the last module whose output keeps spatial extent before it is pooled away, from one dry forward"
+    runs, handles = [], []  # (name, inputs, output) in the order modules finish
+    for n, m in model.named_modules():
+        if n: handles.append(m.register_forward_hook(lambda m, i, o, n=n: runs.append((n, i, o))))
+    try:
+        with inference_state(model), torch.no_grad(): out = model(x)
+    finally:
+        for h in handles: h.remove()
+    out = out if isinstance(out, Tensor) else out[0]
+    names = [n for n, _, _ in runs]
+    cands = [(n, o) for n, i, o in runs if _spatial_out(o, x) and o is not out]
+    hint = f"pass layer= (a module, or a name from model.named_modules(), such as {names[-6:]})"
+    if not cands:
+        raise ValueError(f"No module of this {type(model).__name__} outputs a spatial map (bs, c, *spatial) for inputs "
+                         f"of shape {tuple(x.shape)}, so there is no layer to take class activation maps of: {hint}")
+    # Spatial tensors that a module pools away (its output has no spatial extent left): two different ones are two
+    # branches, and no single layer explains the output
+    pooled = {id(t): n for n, i, o in runs if not _spatial_out(o, x) for t in i if _spatial_out(t, x)}
+    made = {id(o): n for n, o in cands}  # the last module that output each tensor (a container after its child)
+    ends = sorted({made[k] for k in pooled if k in made})
+    if len(ends) > 1:
+        raise ValueError(f"This {type(model).__name__} pools several branches separately ({ends}), so no single layer "
+                         f"is the one before pooling: pass layer= with the one to explain, e.g. layer={ends[-1]!r}")
+    name, o = cands[-1]
+    if o is next(o for _, i, o in runs if any(t is x for t in i)):  # the output of the first layer to run
+        raise ValueError(f"The only module of this {type(model).__name__} with a spatial output is its first layer "
+                         f"{name!r}, whose maps show the input, not what the model found: {hint}")
+    return name
 
 # %% ../nbs/00_core.ipynb #8c6c1486
 def resolve_targets(target:str|int|list|Tensor, # `'pred'`, `'all'`, a class index, one index per item, or a bool mask

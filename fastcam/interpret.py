@@ -100,7 +100,10 @@ class CAMInterpretation(ClassificationInterpretation):
         return to_np(((d == x[:, None]) & (t == x[:, None, None])).long().sum(2))
 
 # %% ../nbs/02_interpret.ipynb #844ef5dc
-def _layer_name(learn, layer): return find_layer(learn.model, body_layer(learn.model) if layer is None else layer)[0]
+@patch
+def _layer_name(self:CAMInterpretation, layer=None)->str:
+    "The name of `layer`; `None`: the layer the interpretation's pass hooked"
+    return self.cam.layer_name if layer is None else find_layer(self.learn.model, layer)[0]
 
 @patch
 def _items(self:CAMInterpretation, idxs):
@@ -124,7 +127,7 @@ def item_cams(self:CAMInterpretation,
     cam = self.cam
     layer, method = ifnone(layer, cam.layer), ifnone(method, cam.method)
     target = cam.target if target is None else vocab_target(self.vocab, target)
-    same_layer = _layer_name(self.learn, layer) == _layer_name(self.learn, cam.layer)
+    same_layer = self._layer_name(layer) == cam.layer_name
     if same_layer and (method, target) == (cam.method, cam.target):
         i = tensor(idxs)
         maps = [cam.maps[k] for k in idxs] if isinstance(cam.maps, list) else cam.maps[i]
@@ -206,7 +209,7 @@ def plot_cam(self:CAMInterpretation,
     for j, (i, (img, _)) in enumerate(zip(idxs, self._decoded_items(idxs))):
         c = int(t[j])  # the one class explained (single-label titles do not repeat it)
         for col, (l, m) in enumerate(cols):
-            name = _layer_name(self.learn, ifnone(l, self.cam.layer))
+            name = self._layer_name(ifnone(l, self.cam.layer))
             head = f"{ifnone(m, self.cam.method_used)} @ {name}\n" if compare else ''
             ax = axs[j * len(cols) + col]
             show_cam_overlay(img, cams[col][0][j], ax=ax, alpha=alpha, cmap=cmap, title=head + view.item(self, i, c),
@@ -280,8 +283,7 @@ def show_cam(self:Learner, item, target=None, layer:nn.Module|str|None=None, met
     For a text item, draw its tokens shaded by the map and return `(label, probs, tokens, map)`"""
     inp, label, probs, m, t = self._predict_cam(item, target, layer, method, reshape)
     vocab = task_kind(self).vocab(self.dls)
-    kind = model_kind(self.model, strict=False)
-    if kind is not None and kind.lengths is not None:  # text: the tokens shaded by their scores
+    if model_kind(self.model).lengths is not None:  # text: the tokens shaded by their scores
         tokens = str(inp).split(' ')
         if m.ndim > 1: raise ValueError("show_cam draws one class of a text item: pass target='pred' or a class")
         show_text_cam(tokens, m, ax, kwargs.pop('hide_special', False), _class_title(vocab, probs, int(t)), **kwargs)
@@ -360,7 +362,7 @@ def _token_panels(interp, idxs, cams, cols, view):
     "(tokens, map, title) of each panel: per item, per compared layer/method, per class explained"
     for j, (i, toks) in enumerate(zip(idxs, interp._tokens(idxs))):
         for col, (l, m) in enumerate(cols):
-            head = (f"{ifnone(m, interp.cam.method_used)} @ {_layer_name(interp.learn, ifnone(l, interp.cam.layer))}: "
+            head = (f"{ifnone(m, interp.cam.method_used)} @ {interp._layer_name(ifnone(l, interp.cam.layer))}: "
                     if len(cols) > 1 else '')
             maps, t = cams[col][0][j], cams[col][1]
             if maps.ndim == 1: yield toks, maps, head + view.item(interp, i, None if t is None else int(t[j]))

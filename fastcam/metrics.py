@@ -132,7 +132,7 @@ def increase_in_confidence(model:nn.Module, x:Tensor, maps:Tensor, target='pred'
 import pandas as pd, matplotlib.pyplot as plt
 from fastcore.basics import patch
 from fastprogress.fastprogress import progress_bar
-from .interpret import CAMInterpretation, _layer_name
+from .interpret import CAMInterpretation
 
 @patch
 def cam_report(self:CAMInterpretation,
@@ -152,7 +152,7 @@ def cam_report(self:CAMInterpretation,
     n = n_all if max_items is None else min(max_items, n_all)
     x = torch.cat([b[0] for b in self.learn.dls.test_dl(self._items(slice(0, n)), with_labels=True, bs=batch_size)])
     x = x.as_subclass(Tensor)
-    model, layer, t = self.learn.model, _layer_name(self.learn, self.cam.layer), self.decoded[:n].to(x.device)
+    model, layer, t = self.learn.model, self.cam.layer_name, self.decoded[:n].to(x.device)
     gt = None if boxes is None else gt_masks(torch.as_tensor(boxes)[:n], n, tuple(x.shape[-2:]))
     rows, self.report_curves = [], {}
     for m in progress_bar(methods, leave=False):

@@ -76,7 +76,7 @@ class CAMMonitor(Callback):
             self.cam.learn = self.learn
             try:
                 with inference_state(self.model), torch.no_grad():
-                    self.cam._register()
+                    self.cam._register(xb[0])
                     pred = self.model(*xb)
                     maps, t = self.cam.batch_maps(pred, xb, yb)
             finally: self.cam._remove(); self.cam.hooks, self.cam.learn = None, None
