@@ -8,12 +8,14 @@ Docs: https://fastcam.github.io/fastcam/interpret.html.md"""
 from __future__ import annotations
 from fastai.vision.all import *
 from .core import *
-from .callback import CAMCallback, body_layer, task_kind, model_kind
+from .callback import CAMCallback, task_kind, model_kind, _take
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
 # %% auto #0
-__all__ = ['CAM_VIEWS', 'show_cam_overlay', 'vocab_target', 'CAMInterpretation', 'CAMView', 'text_cam_html', 'show_text_cam']
+__all__ = ['CAM_VIEWS', 'show_cam_overlay', 'vocab_target', 'has_labels', 'CAMInterpretation', 'CAMView', 'text_cam_html',
+           'show_text_cam']
 
 # %% ../nbs/02_interpret.ipynb #6018fb31
 def show_cam_overlay(img, # A decoded image: `TensorImage` (c, h, w), PIL image or array
@@ -58,9 +60,16 @@ def _cam_free(learn):
     "Context in which `learn` has no `CAMCallback` attached, so that a temporary one is the only hook"
     return learn.removed_cbs([cb for cb in learn.cbs if isinstance(cb, CAMCallback)])
 
+def has_labels(dl:DataLoader)->bool:
+    "Whether the batches of `dl` carry targets (`dls.test_dl(items)` of new items has none, `with_labels=True` has)"
+    tls = getattr(dl.dataset, 'tls', None)
+    return len(tls) > dl.n_inp if tls is not None else len(dl.one_batch()) > dl.n_inp
+
+_NO_LABELS = "this DataLoader has no labels (a dls.test_dl of new items)"
+
 class CAMInterpretation(ClassificationInterpretation):
     "`ClassificationInterpretation` with class activation maps from the same single `get_preds` pass"
-    def __init__(self, learn:Learner, dl:DataLoader, losses:Tensor, act=None, preds:Tensor|None=None,
+    def __init__(self, learn:Learner, dl:DataLoader, losses:Tensor|None, act=None, preds:Tensor|None=None,
                  targs:Tensor|None=None, decoded:Tensor|None=None, cam:CAMCallback|None=None):
         Interpretation.__init__(self, learn, dl, losses, act)
         self.kind = task_kind(learn)
@@ -77,21 +86,41 @@ class CAMInterpretation(ClassificationInterpretation):
                      act=None, # Override the default prediction activation
                      reshape=None, # Layout of the layer's output → `(bs, k, *spatial)`; default: from the model
                     ):
-        "Predictions, losses and maps of `dl` from one `get_preds` pass"
+        """Predictions, decoded predictions, maps and, where `dl` has labels, targets and losses, from one `get_preds`
+        pass, in dataset order"""
         if dl is None: dl = learn.dls[ds_idx].new(shuffle=False, drop_last=False)
+        labelled = has_labels(dl)
+        if target == 'actual' and not labelled:
+            raise ValueError(f"target='actual' explains the labels, but {_NO_LABELS}: use 'pred', a vocab label or "
+                             f"a class index")
         cam = CAMCallback(layer, method, vocab_target(task_kind(learn).vocab(learn.dls), target), reshape)
         with _cam_free(learn):
-            preds, targs, decoded, losses = learn.get_preds(dl=dl, with_decoded=True, with_loss=True, act=act, cbs=cam)
-        if losses.numel() != len(preds): losses = losses.view(len(preds), -1).mean(1)  # per label or pixel: per item
+            preds, targs, decoded, *losses = learn.get_preds(dl=dl, with_decoded=True, with_loss=labelled, act=act,
+                                                             cbs=cam)
+        losses = losses[0] if labelled else None
+        if labelled and losses.numel() != len(preds): losses = losses.view(len(preds), -1).mean(1)  # per label/pixel
         o = cam.to_item_order()  # dataset order, also where fastai's distributed get_preds interleaves the ranks
-        preds, targs, decoded, losses = (x[o] for x in (preds, targs, decoded, losses))
+        preds, targs, decoded, losses = (_take(x, o) for x in (preds, targs, decoded, losses))
         return cls(learn, dl, losses, act, preds, targs, decoded, cam)
+
+    @property
+    def has_labels(self)->bool: return self.targs is not None
+
+    def _need_labels(self, what:str):
+        if not self.has_labels: raise ValueError(f"{what} needs labels, but {_NO_LABELS}: interp.decoded holds the "
+                                                 f"predictions, and plot_cam shows the least confident first")
+
+    def top_losses(self, k=None, largest=True, items=False):
+        "fastai's `top_losses`, with a clear error where the items have no labels, so no losses"
+        self._need_labels('top_losses')
+        return super().top_losses(k, largest, items)
 
     @property
     def maps(self)->Tensor: return self.cam.maps
 
     def confusion_matrix(self):
         "Confusion matrix as an `np.ndarray`, from the stored pass (single-label classifiers)"
+        self._need_labels('A confusion matrix')
         if self.kind.name != 'single-label':
             raise ValueError(f"A confusion matrix needs one class per item; this is a {self.kind.name} learner. Its "
                              f"predictions are interp.decoded, its targets interp.targs")
@@ -112,8 +141,8 @@ def _items(self:CAMInterpretation, idxs):
 
 @patch
 def _decoded_items(self:CAMInterpretation, idxs):
-    "Decoded `(image, label)` of the items at `idxs`, fetched on demand"
-    dl = self.learn.dls.test_dl(self._items(idxs), with_labels=True)
+    "Decoded `(image, label)` (`(image,)` without labels) of the items at `idxs`, fetched on demand"
+    dl = self.learn.dls.test_dl(self._items(idxs), with_labels=self.has_labels)
     return [o for b in dl for o in dl.decode_batch(b, max_n=len(b[0]))]
 
 @patch
@@ -127,6 +156,7 @@ def item_cams(self:CAMInterpretation,
     cam = self.cam
     layer, method = ifnone(layer, cam.layer), ifnone(method, cam.method)
     target = cam.target if target is None else vocab_target(self.vocab, target)
+    if target == 'actual': self._need_labels("target='actual'")
     same_layer = self._layer_name(layer) == cam.layer_name
     if same_layer and (method, target) == (cam.method, cam.target):
         i = tensor(idxs)
@@ -134,7 +164,7 @@ def item_cams(self:CAMInterpretation,
         return maps, None if cam.targets is None else cam.targets[i]
     cb = CAMCallback(layer, method, target, cam.reshape if same_layer else None)
     with _cam_free(self.learn):
-        self.learn.get_preds(dl=self.learn.dls.test_dl(self._items(idxs), with_labels=True), cbs=cb)
+        self.learn.get_preds(dl=self.learn.dls.test_dl(self._items(idxs), with_labels=self.has_labels), cbs=cb)
     return cb.maps, cb.targets
 
 @patch
@@ -151,33 +181,67 @@ def _outline(ax, interp, i, c):
     region = (interp.decoded[i] == c).float().numpy()
     if 0 < region.sum() < region.size: ax.contour(region, levels=[0.5], colors='cyan', linewidths=1.2)
 
+def _sure(p:Tensor)->Tensor:
+    "How sure each prediction is: the mean, over its labels or pixels, of the probability of what was decided"
+    return torch.maximum(p, 1 - p).flatten(1).mean(1)
+
 @dataclass(frozen=True)
 class CAMView:
-    "How `plot_cam` titles and draws the maps of one kind of learner (a `TaskKind` name)"
+    "How `plot_cam` titles, draws and (without labels) ranks the maps of one kind of learner (a `TaskKind` name)"
     title:str # The figure's title
     item:Callable # (interp, i, c) -> the item's title; `c` is the one class explained, or None for several
     panel:Callable # (interp, i, c) -> the title of the panel of class `c`
     draw:Callable|None=None # (ax, interp, i, c) -> anything drawn over the panel of class `c`
+    unlabelled_title:str='' # The figure's title where the items have no labels (so no losses)
+    unlabelled_item:Callable|None=None # (interp, i, c) -> the item's title without labels: the prediction only
+    doubt:Callable|None=None # interp -> a score per item, ranked largest first without labels (no losses)
 
+def _output(o, i, c): return f"{f'output {c}: ' if c else ''}{_value(o.preds[i], c or 0):.2f}"
+
+# Without labels there are no losses: items are ranked by doubt instead (1 - how sure the prediction is; a regression
+# has no probability, so by its prediction), and titles carry the prediction only
 CAM_VIEWS = {
     'single-label': CAMView('Prediction/Actual/Loss/Probability',
         lambda o, i, c: f"{o.vocab[o.decoded[i]]}/{o.vocab[o.targs[i]]} / {max(0., o.losses[i].item()):.2f} / "
-                        f"{o.preds[i].max().item():.2f}", _prob),
+                        f"{o.preds[i].max().item():.2f}", _prob,
+        unlabelled_title='Prediction/Probability (least sure first)',
+        unlabelled_item=lambda o, i, c: f"{o.vocab[o.decoded[i]]} / {o.preds[i].max().item():.2f}",
+        doubt=lambda o: 1 - o.preds.max(1)[0]),
     'multi-label': CAMView('Each map: label (probability)',
         lambda o, i, c: f"pred: {_names(o.vocab, o.decoded[i])}\nactual: {_names(o.vocab, o.targs[i])}"
-                        + ('' if c is None else f"\n{_prob(o, i, c)}"), _prob),
+                        + ('' if c is None else f"\n{_prob(o, i, c)}"), _prob,
+        unlabelled_title='Each map: label (probability); least sure first',
+        unlabelled_item=lambda o, i, c: f"pred: {_names(o.vocab, o.decoded[i])}" + ('' if c is None else f"\n{_prob(o, i, c)}"),
+        doubt=lambda o: 1 - _sure(o.preds)),
     'segmentation': CAMView('Each map: class (share of pixels), region outlined',
         lambda o, i, c: f"loss {o.losses[i].item():.2f}" + ('' if c is None else f"\n{o.vocab[c]}"),
-        lambda o, i, c: f"{o.vocab[c]} ({(o.decoded[i] == c).float().mean().item():.0%})", _outline),
+        lambda o, i, c: f"{o.vocab[c]} ({(o.decoded[i] == c).float().mean().item():.0%})", _outline,
+        unlabelled_title='Each map: class (share of pixels), region outlined; least sure first',
+        unlabelled_item=lambda o, i, c: f"confidence {o.preds[i].max(0)[0].mean().item():.2f}" + ('' if c is None else f"\n{o.vocab[c]}"),
+        doubt=lambda o: 1 - o.preds.max(1)[0].flatten(1).mean(1)),
     'regression': CAMView('Prediction / actual',
-        lambda o, i, c: f"{f'output {c}: ' if c else ''}{_value(o.preds[i], c or 0):.2f} / {_value(o.targs[i], c or 0):.2f}",
-        lambda o, i, c: f"output {c}: {_value(o.preds[i], c):.2f}"),
+        lambda o, i, c: f"{_output(o, i, c)} / {_value(o.targs[i], c or 0):.2f}",
+        lambda o, i, c: f"output {c}: {_value(o.preds[i], c):.2f}",
+        unlabelled_title='Prediction (largest first)', unlabelled_item=_output, doubt=lambda o: o.preds.flatten(1)[:, 0]),
 }
 
 @patch
+def _view(self:CAMInterpretation)->CAMView:
+    "The view of this learner's kind, with the titles for items without labels where they have none"
+    v = CAM_VIEWS[self.kind.name]
+    return v if self.has_labels else dataclasses.replace(v, title=v.unlabelled_title, item=v.unlabelled_item)
+
+@patch
+def _ranked(self:CAMInterpretation, k:int, largest:bool=True)->list:
+    "The `k` items with the largest losses, or without labels the largest doubt (the least sure predictions first)"
+    k = min(k, len(self.preds))  # a small dl has fewer than k
+    if self.has_labels: return self.top_losses(k, largest)[1].tolist()
+    return CAM_VIEWS[self.kind.name].doubt(self).topk(k, largest=largest)[1].tolist()
+
+@patch
 def plot_cam(self:CAMInterpretation,
-             k:int=9, # Number of items, by loss
-             largest:bool=True, # Largest or smallest losses
+             k:int=9, # Number of items, by loss (without labels: least sure predictions first)
+             largest:bool=True, # Largest or smallest losses (without labels: least or most sure)
              idxs:list|None=None, # Items to show instead of the top losses
              target=None, # Class to explain: `'pred'`, `'actual'`, `'all'`, a vocab label or an index; default the interp's
              alpha:float=0.6, # Opacity of the maps
@@ -189,13 +253,13 @@ def plot_cam(self:CAMInterpretation,
              **kwargs # Passed to `show_image`
             )->plt.Figure:
     "Show `k` items with their maps laid over them; return the figure"
-    if idxs is None: idxs = self.top_losses(min(k, len(self.losses)), largest)[1]  # a small dl has fewer than k
+    if idxs is None: idxs = self._ranked(k, largest)
     idxs = [int(i) for i in (idxs.tolist() if isinstance(idxs, Tensor) else idxs)]
     if not idxs: raise ValueError("Nothing to plot: give k >= 1 or a non-empty idxs")
     for m in L(methods): m in TOKEN_METHODS or check_method(m)
     cols = [(l, m) for l in L(layers) or [None] for m in L(methods) or [None]]
     cams = [self.item_cams(idxs, l, m, target) for l, m in cols]
-    view, n = CAM_VIEWS[self.kind.name], len(idxs)
+    view, n = self._view(), len(idxs)
     title = ('' if target is None else f'Maps for {target!r}; ') + view.title
     if isinstance(cams[0][0], list):  # token maps of a text model, one per item over its own tokens
         return self._plot_text(idxs, cams, cols, view, title, **kwargs)
@@ -206,7 +270,7 @@ def plot_cam(self:CAMInterpretation,
     if compare and figsize is None: figsize = (3.2 * len(cols), 3.6 * n)  # room for two-line titles
     fig, axs = get_grid(n * len(cols), nrows=n if compare else nrows, ncols=len(cols) if compare else None,
                         figsize=figsize, return_fig=True, title=title)
-    for j, (i, (img, _)) in enumerate(zip(idxs, self._decoded_items(idxs))):
+    for j, (i, (img, *_)) in enumerate(zip(idxs, self._decoded_items(idxs))):
         c = int(t[j])  # the one class explained (single-label titles do not repeat it)
         for col, (l, m) in enumerate(cols):
             name = self._layer_name(ifnone(l, self.cam.layer))
@@ -227,7 +291,7 @@ def _plot_classes(self:CAMInterpretation, idxs, maps, targets, view, title, n_co
     ncols = max(1, *map(len, classes))
     fig, axs = get_grid(len(idxs) * ncols, nrows=len(idxs), ncols=ncols, return_fig=True, title=title,
                         figsize=ifnone(figsize, (max(3.2 * ncols, 5), 4.2 * len(idxs))))
-    for j, (i, (img, _)) in enumerate(zip(idxs, self._decoded_items(idxs))):
+    for j, (i, (img, *_)) in enumerate(zip(idxs, self._decoded_items(idxs))):
         row = axs[j * ncols:(j + 1) * ncols]
         if not classes[j]: show_image(img, ax=row[0], title=view.item(self, i, None) + '\n(no class to explain)')
         for col, (ax, c) in enumerate(zip(row, classes[j])):
@@ -240,6 +304,7 @@ def _plot_classes(self:CAMInterpretation, idxs, maps, targets, view, title, n_co
 @patch
 def plot_top_losses(self:CAMInterpretation, k, largest=True, cam:bool=False, **kwargs):
     "fastai's `plot_top_losses`; with `cam=True`, the maps are laid over the images"
+    self._need_labels('plot_top_losses')
     if not cam: return ClassificationInterpretation.plot_top_losses(self, k, largest, **kwargs)
     idxs = self.top_losses(None, largest)[1][k] if is_listy(k) or isinstance(k, range) else None
     return self.plot_cam(k=k if idxs is None else len(idxs), largest=largest, idxs=idxs, **kwargs)
@@ -384,17 +449,17 @@ def _plot_text(self:CAMInterpretation, idxs, cams, cols, view, title, hide_speci
 
 @patch
 def html_cam(self:CAMInterpretation,
-             k:int=5, # Number of reviews, by loss
-             largest:bool=True, # Largest or smallest losses
+             k:int=5, # Number of reviews, by loss (without labels: least sure predictions first)
+             largest:bool=True, # Largest or smallest losses (without labels: least or most sure)
              idxs:list|None=None, # Reviews to show instead of the top losses
              target=None, # Class to explain; default the interpretation's
              hide_special:bool=False, # Leave out fastai's special tokens
             ):
     "A text learner's reviews with each token shaded by its map, as HTML for a notebook"
     from IPython.display import HTML
-    if idxs is None: idxs = self.top_losses(min(k, len(self.losses)), largest)[1]
+    if idxs is None: idxs = self._ranked(k, largest)
     idxs = [int(i) for i in (idxs.tolist() if isinstance(idxs, Tensor) else idxs)]
-    cams, view = [self.item_cams(idxs, None, None, target)], CAM_VIEWS[self.kind.name]
+    cams, view = [self.item_cams(idxs, None, None, target)], self._view()
     if not isinstance(cams[0][0], list): raise ValueError("html_cam shows the token maps of a text learner; use plot_cam")
     return HTML(''.join(text_cam_html(toks, m, hide_special, t)
                         for toks, m, t in _token_panels(self, idxs, cams, [(None, None)], view)))

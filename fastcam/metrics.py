@@ -143,14 +143,16 @@ def cam_report(self:CAMInterpretation,
                baseline:str='blur', # What deleted pixels become: one of `BASELINES`
                batch_size:int=64, # Inputs per forward pass
               )->pd.DataFrame:
-    "One row per method: deletion/insertion AUC, average drop, increase in confidence, pointing games, time per item"
+    """One row per method: deletion/insertion AUC, average drop, increase in confidence, pointing games, time per item.
+    Every score explains the predicted class (`interp.decoded`), so none needs labels: items of a `test_dl` without
+    labels are scored alike. The pointing games need `boxes` (the only ground truth they use)"""
     for m in methods: check_method(m)
     baseline_input(torch.zeros(1, 1, 2, 2), baseline)  # fail early on a bad baseline
     n_all = len(self.dl.items)
     if boxes is not None and len(boxes) != n_all:
         raise ValueError(f"Got {len(boxes)} boxes or masks for the {n_all} items of interp.dl: give one per item")
     n = n_all if max_items is None else min(max_items, n_all)
-    x = torch.cat([b[0] for b in self.learn.dls.test_dl(self._items(slice(0, n)), with_labels=True, bs=batch_size)])
+    x = torch.cat([b[0] for b in self.learn.dls.test_dl(self._items(slice(0, n)), with_labels=self.has_labels, bs=batch_size)])
     x = x.as_subclass(Tensor)
     model, layer, t = self.learn.model, self.cam.layer_name, self.decoded[:n].to(x.device)
     gt = None if boxes is None else gt_masks(torch.as_tensor(boxes)[:n], n, tuple(x.shape[-2:]))

@@ -1,6 +1,6 @@
 "Each bad argument gets one clear error that names what would work."
 import pytest, torch, torch.nn as nn
-from fastai.vision.all import create_vision_model, resnet18, Learner
+from fastai.vision.all import create_vision_model, resnet18, Learner, CrossEntropyLossFlat
 from fastcam.core import cam_maps, CAM_METHODS
 from fastcam.callback import CAMCallback
 
@@ -52,11 +52,38 @@ def test_actual_without_labels(trained):
         with pytest.raises(ValueError, match="needs labels"): learn.get_preds(dl=dl)
     finally: learn.remove_cb(CAMCallback)
 
-def test_default_layer_needs_body_head_model(trained):
+def test_default_layer_of_any_model(trained):
+    "A model fastcam does not know gets the last layer before pooling (here the wrapped body), found in a dry forward"
     class Wrap(nn.Module):
         def __init__(self, m): super().__init__(); self.m = m
         def forward(self, x): return self.m(x)
     learn = Learner(trained.dls, Wrap(trained.model), loss_func=trained.loss_func)
-    with pytest.raises(ValueError, match='pass layer='): learn.get_preds(cbs=CAMCallback())
-    cb = CAMCallback(layer='m.0'); learn.get_preds(cbs=cb)
-    assert cb.maps.shape[0] == len(learn.dls.valid_ds)
+    learn.get_preds(cbs=(found := CAMCallback()))
+    learn.get_preds(cbs=(named := CAMCallback(layer='m.0')))
+    assert found.layer_name == 'm.0' and torch.equal(found.maps, named.maps)
+
+def _plain(dls, *layers): return Learner(dls, nn.Sequential(*layers), loss_func=CrossEntropyLossFlat())
+
+@pytest.mark.parametrize('layers, msg', [
+    ((nn.Flatten(), nn.LazyLinear(2)), "No module of this Sequential outputs a spatial map"),
+    ((nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)), "first layer '0'"),
+])
+def test_default_layer_errors(trained, layers, msg):
+    "No candidate, or only the first layer: a ValueError naming layer=, and nothing left hooked"
+    learn = _plain(trained.dls, *layers)
+    with pytest.raises(ValueError, match='pass layer=') as e: learn.get_preds(cbs=CAMCallback())
+    assert msg in str(e.value)
+    assert not any(m._forward_hooks for m in learn.model.modules())
+
+def test_default_layer_ambiguous(trained):
+    "Two branches pooled separately: no single layer is the one before pooling, and the error names both"
+    class Branches(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, 5, padding=2)
+            self.pool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(8, 2)
+        def forward(self, x): return self.fc(torch.cat([self.pool(self.a(x)), self.pool(self.b(x))], 1).flatten(1))
+    learn = Learner(trained.dls, Branches(), loss_func=CrossEntropyLossFlat())
+    with pytest.raises(ValueError, match=r"\['a', 'b'\].*pass layer="): learn.get_preds(cbs=CAMCallback())
+    learn.get_preds(cbs=(cb := CAMCallback(layer='b')))
+    assert cb.layer_name == 'b' and cb.maps.shape[1:] == (64, 64)
