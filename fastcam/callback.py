@@ -198,6 +198,10 @@ class CAMCallback(HookCallback):
 
     def _register(self, x:Tensor|None=None):
         "Hook the layer (found in a dry forward of the batch `x` for a model of kind `'any'`)"
+        if any(isinstance(cb, CAMCallback) and cb is not self and cb.hooks is not None for cb in self.learn.cbs):
+            raise ValueError("Two CAMCallbacks in one pass: one is attached to the learner (learn.cam) and another was "
+                             "passed with cbs=. Use one: learn.remove_cb(CAMCallback), or compare layers and methods "
+                             "with interp.plot_cam(layers=..., methods=...)")
         net = self._net()
         kind, method = model_kind(net), self.used_method()
         self.method_used = method  # kept after the pass, for titles
@@ -220,9 +224,14 @@ class CAMCallback(HookCallback):
         super()._remove()
         self.hooks = None
 
+    def _augmented(self)->bool:
+        "A pass over items with training-time augmentations that are not the training set: `learn.tta`'s extra passes"
+        ds = getattr(self.dl, 'dataset', None)
+        return getattr(ds, 'split_idx', None) == 0 and ds is not getattr(self.dls.train, 'dataset', None)
+
     def before_validate(self):
         self._remove()
-        if self._in_fit: return
+        if self._in_fit or self._augmented(): return  # `tta`: the maps are those of its final, un-augmented pass
         self._maps, self._targs, self._pos = [], [], []
 
     def before_batch(self):

@@ -87,3 +87,11 @@ def test_default_layer_ambiguous(trained):
     with pytest.raises(ValueError, match=r"\['a', 'b'\].*pass layer="): learn.get_preds(cbs=CAMCallback())
     learn.get_preds(cbs=(cb := CAMCallback(layer='b')))
     assert cb.layer_name == 'b' and cb.maps.shape[1:] == (64, 64)
+
+def test_two_cam_callbacks_in_one_pass(trained):
+    "One attached and one passed with cbs=: a clear error, and nothing left hooked"
+    trained.add_cb(CAMCallback())
+    try:
+        with pytest.raises(ValueError, match='Two CAMCallbacks in one pass'): trained.get_preds(cbs=CAMCallback())
+        assert not any(m._forward_hooks for m in trained.model.modules())
+    finally: trained.remove_cb(CAMCallback)

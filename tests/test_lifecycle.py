@@ -126,3 +126,28 @@ def test_module_called_twice_errors():
     m = Twice()
     with pytest.raises(RuntimeError, match='ran twice'): cam_maps(m, torch.randn(1, 3, 4, 4), 'conv')
     assert no_hooks(m) and torch.is_grad_enabled()
+
+def test_tta_maps_are_the_plain_pass(pets_path):
+    """learn.tta with a CAMCallback attached: its predictions bit-identical to tta without it, and the maps those of its
+    final, un-augmented pass (equal to a plain get_preds), computed in that pass only, never mixed from augmented ones"""
+    from fastai.vision.all import ImageDataLoaders, get_image_files, Flip, Rotate, first
+    from fastcam.pets import is_cat
+    dls = ImageDataLoaders.from_name_func(pets_path, get_image_files(pets_path), valid_pct=0.25, seed=21,
+                                          label_func=is_cat, bs=8, num_workers=0, batch_tfms=[Flip(p=1.), Rotate(p=1.)])
+    set_seed(0)
+    learn = vision_learner(dls, resnet18, pretrained=False)
+    set_seed(1); ref = learn.tta(n=2)
+    plain = CAMCallback(); learn.get_preds(cbs=plain)
+    cb = CAMCallback(); learn.add_cb(cb)
+    batches = []
+    cb._batch = lambda *a, f=cb._batch: batches.append(1) or f(*a)  # counts the batches maps are computed for
+    set_seed(1); got = learn.tta(n=2)
+    assert all(torch.equal(a, b) for a, b in zip(ref, got))
+    assert torch.equal(cb.maps, plain.maps) and len(batches) == len(dls.valid)
+    learn.remove_cb(cb)
+    with dls.valid.dataset.set_split_idx(0):  # validation items with training augmentations, as in tta: no maps
+        learn.get_preds(cbs=(skipped := CAMCallback()))
+        xb = first(dls.valid.new(shuffle=False))[0]
+    assert skipped.maps is None
+    assert not torch.allclose(cam_maps(learn.model, xb, '0').cpu(), plain.maps[:len(xb)])  # they would differ
+    assert no_hooks(learn.model)

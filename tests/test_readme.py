@@ -1,6 +1,6 @@
 """Every code block of README.md runs as a reader would paste it.
 
-The reader brings `dls` and `item` (the README says so); here they come from a tiny synthetic pets set, and
+The reader brings `dls`, `item` and `files` (the README says so); here they come from a tiny synthetic pets set, and
 `vision_learner` gets `pretrained=False` because CI cannot download weights. Nothing else is changed."""
 import re, subprocess, sys
 from functools import partial
@@ -20,7 +20,7 @@ def test_python_blocks_run(pets_path, monkeypatch):
     assert len(code) >= 4
     monkeypatch.setattr(fva, 'vision_learner', partial(fva.vision_learner, pretrained=False))
     dls = make_dls(pets_path, bs=8)
-    ns = dict(dls=dls, item=dls.valid_ds.items[0], __name__='readme')
+    ns = dict(dls=dls, item=dls.valid_ds.items[0], files=dls.valid_ds.items[:5], __name__='readme')
     for i, src in enumerate(code):
         try: exec(compile(src, f'README.md python block {i + 1}', 'exec'), ns)
         finally: plt.close('all')
