@@ -128,30 +128,38 @@ def locate_layer(model:nn.Module, # Any model taking `x`
     runs, handles = [], []  # (name, inputs, output) in the order modules finish
     for n, m in model.named_modules():
         if n: handles.append(m.register_forward_hook(lambda m, i, o, n=n: runs.append((n, i, o))))
+    x = x[:1].detach().requires_grad_() if x.is_floating_point() else x[:1]  # one item is enough
     try:
-        with inference_state(model), torch.no_grad(): out = model(x)
+        with inference_state(model), torch.enable_grad():  # restored on exit; a graph only to see what feeds what
+            out = model(x)
+            out = out if isinstance(out, Tensor) else out[0]
+            cands = [(n, o) for n, i, o in runs if _spatial_out(o, x) and o is not out]
+            hint = f"pass layer= (a module, or a name from model.named_modules(), such as {[n for n, *_ in runs][-6:]})"
+            if not cands:
+                raise ValueError(f"No module of this {type(model).__name__} outputs a spatial map (bs, c, *spatial) "
+                                 f"for inputs of shape {tuple(x.shape[1:])}, so there is no layer to take class "
+                                 f"activation maps of: {hint}")
+            name, last = cands[-1]
+            others = _branches(out, last, cands)
     finally:
         for h in handles: h.remove()
-    out = out if isinstance(out, Tensor) else out[0]
-    names = [n for n, _, _ in runs]
-    cands = [(n, o) for n, i, o in runs if _spatial_out(o, x) and o is not out]
-    hint = f"pass layer= (a module, or a name from model.named_modules(), such as {names[-6:]})"
-    if not cands:
-        raise ValueError(f"No module of this {type(model).__name__} outputs a spatial map (bs, c, *spatial) for inputs "
-                         f"of shape {tuple(x.shape)}, so there is no layer to take class activation maps of: {hint}")
-    # Spatial tensors that a module pools away (its output has no spatial extent left): two different ones are two
-    # branches, and no single layer explains the output
-    pooled = {id(t): n for n, i, o in runs if not _spatial_out(o, x) for t in i if _spatial_out(t, x)}
-    made = {id(o): n for n, o in cands}  # the last module that output each tensor (a container after its child)
-    ends = sorted({made[k] for k in pooled if k in made})
-    if len(ends) > 1:
-        raise ValueError(f"This {type(model).__name__} pools several branches separately ({ends}), so no single layer "
-                         f"is the one before pooling: pass layer= with the one to explain, e.g. layer={ends[-1]!r}")
-    name, o = cands[-1]
-    if o is next(o for _, i, o in runs if any(t is x for t in i)):  # the output of the first layer to run
+    if others:
+        raise ValueError(f"This {type(model).__name__} has spatial branches that reach its output apart from the last "
+                         f"one ({sorted(set(others[-2:] + [name]))}), so no single layer is the one before pooling: "
+                         f"pass layer= with the one to explain, e.g. layer={name!r}")
+    if last is next(o for _, i, o in runs if any(t is x for t in i)):  # the output of the first layer to run
         raise ValueError(f"The only module of this {type(model).__name__} with a spatial output is its first layer "
                          f"{name!r}, whose maps show the input, not what the model found: {hint}")
     return name
+
+def _branches(out:Tensor, last:Tensor, cands:list)->list:
+    "Names of the spatial outputs that `out` depends on but `last` does not (other branches), from the autograd graph"
+    cands = [(n, o) for n, o in cands if o.requires_grad]
+    if not (out.requires_grad and last.requires_grad and cands): return []  # no graph (frozen model, integer input)
+    outs = [o for _, o in cands]
+    to_out = torch.autograd.grad(out.float().sum(), outs, allow_unused=True, retain_graph=True)
+    to_last = torch.autograd.grad(last.float().sum(), outs, allow_unused=True)
+    return [n for (n, _), a, b in zip(cands, to_out, to_last) if a is not None and b is None]
 
 # %% ../nbs/00_core.ipynb #8c6c1486
 def resolve_targets(target:str|int|list|Tensor, # `'pred'`, `'all'`, a class index, one index per item, or a bool mask

@@ -70,3 +70,16 @@ def test_per_item_targets(r34):
     x = torch.randn(3, 3, 64, 64)
     per = cam_maps(r34, x, '0', torch.tensor([0, 1, 1]))
     for i, c in enumerate([0, 1, 1]): rel_close(per[i:i+1], cam_maps(r34, x[i:i+1], '0', c), 1e-5)
+
+@pytest.mark.parametrize('arch', ['resnet18', 'mobilenet_v3_small', 'efficientnet_b0', 'regnet_y_400mf', 'densenet121',
+                                  'googlenet', 'shufflenet_v2_x0_5', 'squeezenet1_0'])
+def test_located_layer_is_torchcams(arch):
+    "The default layer of a model fastcam does not know: the one torchcam's locate_candidate_layer picks"
+    import torchvision.models as tm
+    from torchcam.methods._utils import locate_candidate_layer
+    from fastcam.core import locate_layer
+    kw = dict(aux_logits=False, init_weights=False) if arch == 'googlenet' else {}
+    model = getattr(tm, arch)(num_classes=3, **kw).eval()
+    assert locate_layer(model, torch.randn(2, 3, 96, 96)) == locate_candidate_layer(model, (3, 96, 96))
+    assert not any(m._forward_hooks for m in model.modules())
+    assert all(p.grad is None for p in model.parameters())
