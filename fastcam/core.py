@@ -147,7 +147,7 @@ def locate_layer(model:nn.Module, # Any model taking `x`
         raise ValueError(f"This {type(model).__name__} has spatial branches that reach its output apart from the last "
                          f"one ({sorted(set(others[-2:] + [name]))}), so no single layer is the one before pooling: "
                          f"pass layer= with the one to explain, e.g. layer={name!r}")
-    if last is next(o for _, i, o in runs if any(t is x for t in i)):  # the output of the first layer to run
+    if last is next((o for _, i, o in runs if any(t is x for t in i)), None):  # the output of the first layer to run
         raise ValueError(f"The only module of this {type(model).__name__} with a spatial output is its first layer "
                          f"{name!r}, whose maps show the input, not what the model found: {hint}")
     return name

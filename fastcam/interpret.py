@@ -211,13 +211,15 @@ CAM_VIEWS = {
         lambda o, i, c: f"pred: {_names(o.vocab, o.decoded[i])}\nactual: {_names(o.vocab, o.targs[i])}"
                         + ('' if c is None else f"\n{_prob(o, i, c)}"), _prob,
         unlabelled_title='Each map: label (probability); least sure first',
-        unlabelled_item=lambda o, i, c: f"pred: {_names(o.vocab, o.decoded[i])}" + ('' if c is None else f"\n{_prob(o, i, c)}"),
+        unlabelled_item=lambda o, i, c: f"pred: {_names(o.vocab, o.decoded[i])}"
+                                        + ('' if c is None else f"\n{_prob(o, i, c)}"),
         doubt=lambda o: 1 - _sure(o.preds)),
     'segmentation': CAMView('Each map: class (share of pixels), region outlined',
         lambda o, i, c: f"loss {o.losses[i].item():.2f}" + ('' if c is None else f"\n{o.vocab[c]}"),
         lambda o, i, c: f"{o.vocab[c]} ({(o.decoded[i] == c).float().mean().item():.0%})", _outline,
         unlabelled_title='Each map: class (share of pixels), region outlined; least sure first',
-        unlabelled_item=lambda o, i, c: f"confidence {o.preds[i].max(0)[0].mean().item():.2f}" + ('' if c is None else f"\n{o.vocab[c]}"),
+        unlabelled_item=lambda o, i, c: f"confidence {o.preds[i].max(0)[0].mean().item():.2f}"
+                                        + ('' if c is None else f"\n{o.vocab[c]}"),
         doubt=lambda o: 1 - o.preds.max(1)[0].flatten(1).mean(1)),
     'regression': CAMView('Prediction / actual',
         lambda o, i, c: f"{_output(o, i, c)} / {_value(o.targs[i], c or 0):.2f}",

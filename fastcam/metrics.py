@@ -152,7 +152,8 @@ def cam_report(self:CAMInterpretation,
     if boxes is not None and len(boxes) != n_all:
         raise ValueError(f"Got {len(boxes)} boxes or masks for the {n_all} items of interp.dl: give one per item")
     n = n_all if max_items is None else min(max_items, n_all)
-    x = torch.cat([b[0] for b in self.learn.dls.test_dl(self._items(slice(0, n)), with_labels=self.has_labels, bs=batch_size)])
+    dl = self.learn.dls.test_dl(self._items(slice(0, n)), with_labels=self.has_labels, bs=batch_size)
+    x = torch.cat([b[0] for b in dl])
     x = x.as_subclass(Tensor)
     model, layer, t = self.learn.model, self.cam.layer_name, self.decoded[:n].to(x.device)
     gt = None if boxes is None else gt_masks(torch.as_tensor(boxes)[:n], n, tuple(x.shape[-2:]))
