@@ -15,9 +15,10 @@ script = runpy.run_path(str(Path(__file__).parents[1]/'examples'/'distributed_ca
 DistributedDL._broadcast = script['gloo_broadcast']
 res = {}
 
-# The README script's own CLI entry point: rank 0 writes the file. 22 images, 11 in the validation set, 2 per batch:
-# each of 2 ranks reads 3 batches, and the last item is padding (rank 1 reads item 0 again).
-res['script'] = script['main'](out=str(out/f'cams{num_distrib()}.pt'), cpu=True, bs=2, n=22, size=64)
+# The README script's interpretation: 22 images, 11 in the validation set, 2 per batch: each of 2 ranks reads 3
+# batches, and the last item is padding (rank 1 reads item 0 again)
+learn = script['synthetic_learner'](n=22, size=64, bs=2)
+res['script'] = script['dataset_cams'](learn, learn.dls.valid.new(shuffle=False), cpu=True)
 
 # A CAMCallback attached to the learner, in fastai's own distributed get_preds: learn.cam.* aligned with its predictions
 learn = script['synthetic_learner'](n=22, size=64, bs=2)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest, torch
 
 pytest.importorskip('accelerate', reason='fastai.distributed needs accelerate: pip install "fastcam[distributed]"')
-WORKER = Path(__file__).parent/'distributed_worker.py'
+ROOT = Path(__file__).parents[1]
+WORKER, SCRIPT = ROOT/'tests'/'distributed_worker.py', ROOT/'examples'/'distributed_cams.py'
 TIMEOUT = 240  # seconds: a hung rank (a collective one rank never joins) must fail the test, not hang CI
 
 def free_port()->int:
@@ -15,9 +16,9 @@ def free_port()->int:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
 
-def start(cmd):
+def start(cmd, cwd=None):
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONWARNINGS': 'ignore'}
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd,
                             start_new_session=True)  # its own process group: a timeout kills the ranks too
 
 def finish(p, what):
@@ -27,14 +28,27 @@ def finish(p, what):
         pytest.fail(f"{what} did not finish in {TIMEOUT} s: {p.communicate()[0][-3000:]}")
     assert p.returncode == 0, f"{what} failed:\n{out[-5000:]}"
 
+def torchrun(*args):
+    return [sys.executable, '-m', 'torch.distributed.run', '--nnodes', '1', '--nproc_per_node', '2',
+            '--master_addr', '127.0.0.1', '--master_port', str(free_port()), *args]
+
+def readme_command(out):
+    "The README's torchrun line for the script, as a reader runs it, writing to `out`"
+    line = next(l for l in (ROOT/'README.md').read_text().splitlines() if l.startswith('torchrun '))
+    cmd = line.split('#')[0].split()
+    assert cmd[:2] == ['torchrun', '--nproc_per_node'] and cmd[2] == '2' and cmd[-2] == '--out', cmd
+    return torchrun(*cmd[3:-1], str(out))
+
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
-    "Results of the 2 ranks and of the single-process reference, both run at once"
+    "Results of the 2 ranks and of the single-process reference; the README's command and its one-process twin"
     out = tmp_path_factory.mktemp('distributed')
-    ranks = start([sys.executable, '-m', 'torch.distributed.run', '--nnodes', '1', '--nproc_per_node', '2',
-                   '--master_addr', '127.0.0.1', '--master_port', str(free_port()), str(WORKER), str(out)])
-    single = start([sys.executable, str(WORKER), str(out)])
-    finish(single, 'The single-process run'); finish(ranks, 'The 2-process torchrun')
+    procs = {'The 2-process torchrun of the worker': start(torchrun(str(WORKER), str(out))),
+             'The single-process run of the worker': start([sys.executable, str(WORKER), str(out)])}
+    for what, p in procs.items(): finish(p, what)
+    procs = {"The README's torchrun command": start(readme_command(out/'cams.pt'), cwd=ROOT),
+             'The script on one process': start([sys.executable, str(SCRIPT), '--out', str(out/'single_cams.pt')])}
+    for what, p in procs.items(): finish(p, what)
     load = lambda name: torch.load(out/name, weights_only=False)
     return load('single.pt'), [load('rank0.pt'), load('rank1.pt')], out
 
@@ -76,13 +90,14 @@ def test_interpretation_in_dataset_order(runs, what):
     if what.startswith('text'):  # one map per review, each over its own tokens: padding to gather, then dropped again
         assert len({len(m) for m in single[what]['maps']}) > 1
 
-def test_script_writes_one_file_on_rank_0(runs):
-    "The README's script: `torch.load` of the file rank 0 wrote gives what a single process computes"
-    single, _, out = runs
-    res = torch.load(out/'cams2.pt', weights_only=False)  # named after the number of processes
-    assert res['layer'] == '0' and res['vocab'] == [False, True]
-    for k, v in single['script'].items():
-        if k != 'items': close(res[k], v, f"file {k}")
+def test_readme_command_writes_one_file_on_rank_0(runs):
+    "The README's torchrun command: `torch.load` of the file rank 0 wrote gives what one process computes"
+    _, _, out = runs
+    got, ref = (torch.load(out/name, weights_only=False) for name in ('cams.pt', 'single_cams.pt'))
+    assert got['layer'] == '0' and got['vocab'] == [False, True] and len(got['maps']) == len(ref['items']) == 100
+    for k, v in ref.items():
+        if k == 'items': v, got[k] = [Path(o).name for o in v], [Path(o).name for o in got[k]]
+        close(got[k], v, f"file {k}")
 
 def test_no_accelerate_without_distribution():
     "Maps, interpretation and plots on one process import neither accelerate nor fastai.distributed"
