@@ -99,3 +99,19 @@ def test_text_longer_than_one_bptt_chunk():
     learn.fit(1, 1e-3, cbs=mon)
     lens = [len(learn.dls.test_dl([r]).one_batch()[0][0]) for r in reviews]
     assert lens[1] > 72 and [len(m) for m in mon.history[-1]] == lens
+
+def test_any_model_located_layer(pets_path):
+    """A plain Sequential: the monitor records the maps of the layer the dry forward finds (the second ReLU), and the
+    training is the same as without it"""
+    import torch.nn as nn
+    from fastai.vision.all import Learner, CrossEntropyLossFlat
+    def plain():
+        set_seed(0)
+        return Learner(make_dls(pets_path, bs=8), nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 2)), loss_func=CrossEntropyLossFlat())
+    ref = plain(); ref.fit(1, 1e-3)
+    mon = CAMMonitor(make_dls(pets_path).valid_ds.items[:2])
+    got = plain(); got.fit(1, 1e-3, cbs=mon)
+    assert mon.cam.layer_name == '3' and mon.history.shape == (2, 2, 32, 32)  # 64-pixel inputs
+    assert ref.recorder.losses == got.recorder.losses
