@@ -19,6 +19,7 @@ res = {}
 # batches, and the last item is padding (rank 1 reads item 0 again)
 learn = script['synthetic_learner'](n=22, size=64, bs=2)
 res['script'] = script['dataset_cams'](learn, learn.dls.valid.new(shuffle=False), cpu=True)
+res['unlabelled'] = script['dataset_cams'](learn, learn.dls.test_dl(learn.dls.valid.items), cpu=True)  # new items
 
 # A CAMCallback attached to the learner, in fastai's own distributed get_preds: learn.cam.* aligned with its predictions
 learn = script['synthetic_learner'](n=22, size=64, bs=2)

@@ -79,7 +79,7 @@ def test_learn_cam_aligned_with_fastai_predictions(runs):
         o = g['item_idxs'].argsort()
         for k in ('preds', 'targs', 'maps', 'targets'): close(g[k][o], s[k], f"rank {rank} {k}")
 
-@pytest.mark.parametrize('what', ['script', 'text gradcam', 'text intgrad'])
+@pytest.mark.parametrize('what', ['script', 'unlabelled', 'text gradcam', 'text intgrad'])
 def test_interpretation_in_dataset_order(runs, what):
     "CAMInterpretation.from_learner under distrib_ctx: predictions, targets, losses and maps as a single process has them"
     single, ranks, _ = runs
@@ -87,6 +87,7 @@ def test_interpretation_in_dataset_order(runs, what):
         for k, v in single[what].items():
             if k == 'items': v, r[what][k] = [Path(o).name for o in v], [Path(o).name for o in r[what][k]]
             close(r[what][k], v, f"rank {rank} {what} {k}")
+    if what == 'unlabelled': assert single[what]['targs'] is None and single[what]['losses'] is None
     if what.startswith('text'):  # one map per review, each over its own tokens: padding to gather, then dropped again
         assert len({len(m) for m in single[what]['maps']}) > 1
 
