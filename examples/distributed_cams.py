@@ -24,7 +24,7 @@ def synthetic_learner(n:int=200, size:int=96, bs:int=64)->Learner:
     return vision_learner(dls, resnet18, pretrained=False)
 
 def dataset_cams(learn:Learner, dl:DataLoader, cpu:bool=False)->dict:
-    "Predictions, targets, losses and maps of every item of `dl`, in dataset order, on every rank"
+    "Predictions, maps and (where `dl` has labels) targets and losses of every item of `dl`, in dataset order"
     if cpu: DistributedDL._broadcast = gloo_broadcast
     with learn.distrib_ctx(cpu=cpu, sync_bn=False):  # SyncBatchNorm needs GPUs; nothing is trained here anyway
         interp = CAMInterpretation.from_learner(learn, dl=dl)
@@ -33,7 +33,7 @@ def dataset_cams(learn:Learner, dl:DataLoader, cpu:bool=False)->dict:
 
 @call_parse
 def main(model:str=None, # An exported learner (`learn.export()`); default: an untrained resnet18 on synthetic pets
-         path:str=None, # A folder of images labelled like PETS (a capital first letter is a cat); default: the validation set
+         path:str=None, # A folder of images to explain (no labels needed); default: the validation set
          out:str='cams.pt', # The file rank 0 writes (`torch.load` it)
          cpu:bool=False, # CPU processes (gloo) instead of GPUs
          bs:int=64, # Batch size per process
@@ -43,7 +43,7 @@ def main(model:str=None, # An exported learner (`learn.export()`); default: an u
     "Write the predictions and maps of every image to `out`, from one pass split over the launched processes"
     learn = synthetic_learner(n, size, bs) if model is None else load_learner(model, cpu=cpu)
     dl = (learn.dls.valid.new(shuffle=False, drop_last=False) if path is None
-          else learn.dls.test_dl(get_image_files(path), with_labels=True, bs=bs))
+          else learn.dls.test_dl(get_image_files(path), bs=bs))
     res = dataset_cams(learn, dl, cpu)
     if rank_distrib() == 0: torch.save(res, out)
     return res

@@ -43,12 +43,16 @@ def readme_command(out):
 def runs(tmp_path_factory):
     "Results of the 2 ranks and of the single-process reference; the README's command and its one-process twin"
     out = tmp_path_factory.mktemp('distributed')
-    procs = {'The 2-process torchrun of the worker': start(torchrun(str(WORKER), str(out))),
-             'The single-process run of the worker': start([sys.executable, str(WORKER), str(out)])}
-    for what, p in procs.items(): finish(p, what)
-    procs = {"The README's torchrun command": start(readme_command(out/'cams.pt'), cwd=ROOT),
-             'The script on one process': start([sys.executable, str(SCRIPT), '--out', str(out/'single_cams.pt')])}
-    for what, p in procs.items(): finish(p, what)
+    for cmds in ({'The 2-process torchrun of the worker': (torchrun(str(WORKER), str(out)), None),
+                  'The single-process run of the worker': ([sys.executable, str(WORKER), str(out)], None)},
+                 {"The README's torchrun command": (readme_command(out/'cams.pt'), ROOT),
+                  'The script on one process': ([sys.executable, str(SCRIPT), '--out', str(out/'single_cams.pt')], None)}):
+        procs = {what: start(cmd, cwd) for what, (cmd, cwd) in cmds.items()}  # two at a time, one per core
+        try:
+            for what, p in procs.items(): finish(p, what)
+        finally:  # a failed one leaves no process of the other behind
+            for p in procs.values():
+                if p.poll() is None: os.killpg(p.pid, signal.SIGKILL)
     load = lambda name: torch.load(out/name, weights_only=False)
     return load('single.pt'), [load('rank0.pt'), load('rank1.pt')], out
 
@@ -112,3 +116,20 @@ def test_no_accelerate_without_distribution():
                        env={**os.environ, 'MPLBACKEND': 'Agg'})
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.split()[-2:] == ['False', 'False']
+
+def test_script_with_an_exported_learner_and_new_images(pets_path, tmp_path):
+    "--model and --path on one process: an exported learner explains a folder of new images, without labels"
+    import runpy
+    from fastai.vision.all import vision_learner, resnet18, get_image_files, load_learner
+    from conftest import make_dls
+    learn = vision_learner(make_dls(pets_path, bs=8), resnet18, pretrained=False)
+    learn.export(tmp_path/'model.pkl')
+    new = tmp_path/'new'; new.mkdir()
+    for i, f in enumerate(get_image_files(pets_path)[:5]): (new/f'photo_{i}.jpg').write_bytes(f.read_bytes())
+    res = runpy.run_path(str(SCRIPT))['main'](model=str(tmp_path/'model.pkl'), path=str(new), out=str(tmp_path/'c.pt'),
+                                              cpu=True)
+    assert torch.load(tmp_path/'c.pt', weights_only=False)['items'] == res['items'] == [str(o) for o in
+                                                                                        get_image_files(new)]
+    assert res['targs'] is None and res['losses'] is None and res['maps'].shape == (5, 2, 2)
+    ref = load_learner(tmp_path/'model.pkl').get_preds(dl=learn.dls.test_dl(get_image_files(new)))[0]
+    close(res['preds'], ref, 'preds')
