@@ -151,3 +151,17 @@ def test_tta_maps_are_the_plain_pass(pets_path):
     assert skipped.maps is None
     assert not torch.allclose(cam_maps(learn.model, xb, '0').cpu(), plain.maps[:len(xb)])  # they would differ
     assert no_hooks(learn.model)
+
+def test_locate_layer_changes_nothing():
+    "The dry forward: train flags, grad mode, BatchNorm statistics and parameter gradients as they were"
+    from fastcam.core import locate_layer
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).train()
+    model[4].eval()
+    before, state = flags(model), {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        assert locate_layer(model, torch.randn(2, 3, 16, 16)) == '4'
+        assert not torch.is_grad_enabled()  # the caller's grad mode, although the dry forward builds a graph
+    assert flags(model) == before and no_hooks(model)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    assert all(p.grad is None for p in model.parameters())
