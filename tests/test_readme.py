@@ -42,8 +42,17 @@ def test_shell_blocks_name_real_commands():
             r = subprocess.run([str(Path(sys.executable).parent/cmd[0]), '--help'], capture_output=True, text=True)
         assert r.returncode == 0, (cmd, r.stderr[-500:])
 
+CLIS = {'fastcam-pets': [str(Path(sys.executable).parent/'fastcam-pets')],
+        'distributed_cams.py': [sys.executable, str(ROOT/'examples'/'distributed_cams.py')]}
+
 def test_cli_help_lists_documented_flags():
-    r = subprocess.run([str(Path(sys.executable).parent/'fastcam-pets'), '--help'], capture_output=True, text=True)
-    documented = re.findall(r"`(--[a-z\[\]-]+)`", README)
-    assert documented
-    for flag in documented: assert flag.replace('[no-]', '') in r.stdout, flag
+    "Each flag the README names in prose is one of the CLI its paragraph is about"
+    helps, n = {k: subprocess.run([*cmd, '--help'], capture_output=True, text=True).stdout for k, cmd in CLIS.items()}, 0
+    for para in README.split('\n\n'):
+        flags = re.findall(r"`(--[a-z\[\]-]+)`", para)
+        if not flags: continue
+        clis = [k for k in CLIS if k in para]
+        assert clis, f"flags {flags} in a paragraph that names none of {list(CLIS)}"
+        for flag in flags:
+            assert any(flag.replace('[no-]', '') in helps[k] for k in clis), (flag, clis); n += 1
+    assert n >= 5
