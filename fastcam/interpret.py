@@ -160,8 +160,7 @@ def item_cams(self:CAMInterpretation,
     same_layer = self._layer_name(layer) == cam.layer_name
     if same_layer and (method, target) == (cam.method, cam.target):
         i = tensor(idxs)
-        maps = [cam.maps[k] for k in idxs] if isinstance(cam.maps, list) else cam.maps[i]
-        return maps, None if cam.targets is None else cam.targets[i]
+        return _take(cam.maps, i), _take(cam.targets, i)
     cb = CAMCallback(layer, method, target, cam.reshape if same_layer else None)
     with _cam_free(self.learn):
         self.learn.get_preds(dl=self.learn.dls.test_dl(self._items(idxs), with_labels=self.has_labels), cbs=cb)

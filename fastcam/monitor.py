@@ -12,7 +12,7 @@ from pathlib import Path
 from fastai.basics import *
 from .core import inference_state
 from .metrics import pointing_game
-from .callback import CAMCallback
+from .callback import CAMCallback, _take
 from .interpret import show_cam_overlay, show_text_cam
 
 # %% auto #0
@@ -83,7 +83,7 @@ class CAMMonitor(Callback):
         probs = (pred[0] if is_listy(pred) else pred).detach().float().softmax(-1).cpu()
         probs = probs.gather(1, t.cpu().long()[:, None])[:, 0] if t.ndim == 1 else probs.max(1)[0]
         o = self._order
-        self.maps.append([maps[i] for i in o] if isinstance(maps, list) else maps[o])
+        self.maps.append(_take(maps, o))
         self.probs.append(probs[o]); self.epochs.append(epoch)
         self._publish(epoch)
 
