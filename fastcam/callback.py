@@ -12,16 +12,15 @@ from fastai.learner import _ConstantFunc
 from fastai.vision.core import AddMaskCodes
 from fastai.vision.models.unet import DynamicUnet
 from .core import *
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 # %% auto #0
-__all__ = ['MODEL_KINDS', 'TASK_KINDS', 'ModelKind', 'model_kind', 'body_layer', 'mask_codes', 'class_vocab', 'TaskKind',
-           'task_kind', 'CAMCallback']
+__all__ = ['MODEL_KINDS', 'TASK_KINDS', 'ModelKind', 'ModelKinds', 'model_kind', 'body_layer', 'mask_codes', 'class_vocab',
+           'TaskKind', 'TaskKinds', 'task_kind', 'CAMCallback']
 
 # %% ../nbs/01_callback.ipynb #041a12e8
-_TARGETS = "'pred', 'actual', 'all', a class index, or one index per item"
-
 @dataclass(frozen=True)
 class ModelKind:
     "A kind of model: how to recognise it, the layer hooked by default, and what else differs for it"
@@ -32,7 +31,14 @@ class ModelKind:
     default_method:str='gradcam' # The method used when none is given
     embedding:Callable|None=None # model -> its token embedding (for `TOKEN_METHODS`), if it takes tokens
     lengths:Callable|None=None # (model, x) -> real tokens per item, if its inputs are padded sequences
+    chunked:Callable|None=None # model -> (the module that runs once per chunk of a long input, the chunk length)
 
+    @property
+    def tokens(self)->bool:
+        "Whether the model takes padded token sequences: then each item's map is over its own tokens, a list per item"
+        return self.lengths is not None
+
+# %% ../nbs/01_callback.ipynb #9b3e51d7
 def _vit(model:nn.Module)->nn.Module|None:
     "The timm ViT-family model (a patch grid, prefix tokens, `blocks`) inside `model`, if any"
     return next((m for m in model.modules() if token_grid(m) is not None and len(getattr(m, 'blocks', ()))), None)
@@ -54,21 +60,27 @@ def _is_text(m:nn.Module)->bool:
     "A fastai text classifier: `SentenceEncoder` (a `bptt` and a `pad_idx`) then a head"
     return isinstance(m, nn.Sequential) and len(m) > 1 and hasattr(m[0], 'bptt') and hasattr(m[0], 'pad_idx')
 
+class ModelKinds(NamedTuple):
+    "The model kinds, tried in order: each also by name (`MODEL_KINDS.text`)"
+    vit:ModelKind; unet:ModelKind; text:ModelKind; body_head:ModelKind; any:ModelKind
+
 # The text default is integrated gradients: the gradient maps over the encoder are cheap but measured not to find the
 # words on recurrent classifiers (the text notebook measures every method's pointing game).
-MODEL_KINDS = (
+MODEL_KINDS = ModelKinds(
     # The last block's first norm: with class-token pooling the *output* of the last block reaches the logits through
     # the class token only, so its patch tokens get exactly zero gradient; the norm's output feeds attention over all.
     ModelKind('vit', lambda m: _vit(m) is not None, lambda m, x: _vit(m).blocks[-1].norm1),
     ModelKind('unet', lambda m: isinstance(m, DynamicUnet), lambda m, x: m[0]),  # the encoder
     ModelKind('text', _is_text, lambda m, x: m[0], layout=channels_last, default_method='intgrad',
-              embedding=lambda m: m[0].module.encoder_dp, lengths=lambda m, x: (x != m[0].pad_idx).sum(1)),
+              embedding=lambda m: m[0].module.encoder_dp, lengths=lambda m, x: (x != m[0].pad_idx).sum(1),
+              chunked=lambda m: (m[0].module, m[0].bptt)),  # the encoder's recurrent module runs once per bptt tokens
     ModelKind('body/head', _is_body_head, lambda m, x: m[0]),
     ModelKind('any', lambda m: True, _located),  # the last layer before pooling, found in a dry forward
 )
 
 def model_kind(model:nn.Module)->ModelKind:
-    "The first of `MODEL_KINDS` that `model` matches (the last, `'any'`, matches every model)"
+    "The first of `MODEL_KINDS` that `model` (out of any distributed wrapper) matches; the last, `'any'`, matches all"
+    model = unwrap_model(model)
     return next(k for k in MODEL_KINDS if k.match(model))
 
 def body_layer(model:nn.Module, # The model
@@ -78,6 +90,7 @@ def body_layer(model:nn.Module, # The model
     norm; for any other model, the last layer before pooling (`locate_layer` on `x`)"""
     return model_kind(model).default_layer(model, x)
 
+# %% ../nbs/01_callback.ipynb #2d6b8f04
 def _labels(yb, what='labels'):
     if not len(yb): raise ValueError(f"target='actual' needs {what}, but this batch has none (as in learn.predict or an "
                                      f"unlabelled test_dl): use target='pred' or a class")
@@ -86,14 +99,12 @@ def _labels(yb, what='labels'):
 def _single(learn, target, pred, yb): return (_labels(yb) if target == 'actual' else target), None
 
 def _multi(learn, target, pred, yb):
-    "Multi-label: 'pred' is fastai's own decoding (the loss's activation and threshold); a mask of labels per item"
     if target == 'pred': return learn.loss_func.decodes(learn.loss_func.activation(pred.detach())).bool(), None
     if target == 'actual': return _labels(yb).bool(), None
     if target == 'all': return torch.ones_like(pred, dtype=torch.bool), None
     return target, None
 
 def _segment(learn, target, pred, yb):
-    "Segmentation: a class's score is its logits over its predicted pixels ('actual': over its true pixels)"
     if target == 'pred': return predicted_region(pred).flatten(2).any(-1), None
     if target == 'actual':
         region = F.one_hot(_labels(yb, 'masks').long(), pred.shape[1]).movedim(-1, 1).bool()
@@ -102,14 +113,12 @@ def _segment(learn, target, pred, yb):
     return target, None
 
 def _regress(learn, target, pred, yb):
-    "Regression: 'pred' and 'actual' both mean output 0 (the only one when `n_out=1`); an index picks another"
     if isinstance(target, str) and target not in ('pred', 'actual'):
         raise ValueError(f"target={target!r} does not apply to a regression learner: use 'pred' (output 0) or the "
                          f"index of one of its {pred.shape[1]} outputs")
     return (0 if isinstance(target, str) else target), None
 
-_REGRESSION_LOSSES = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss)
-
+# %% ../nbs/01_callback.ipynb #6e4d92a8
 def mask_codes(dls)->list|None:
     "The codes of a segmentation `DataLoaders` (`MaskBlock(codes)`), which fastai keeps on its `AddMaskCodes` transform"
     return next((t.codes for t in getattr(dls.valid, 'after_item', Pipeline()).fs
@@ -120,6 +129,7 @@ def class_vocab(dls)->list|None:
     v = getattr(dls, 'vocab', None)
     return v[-1] if isinstance(v, (list, tuple, L)) and len(v) and is_listy(v[0]) else v
 
+# %% ../nbs/01_callback.ipynb #8c5a17d3
 @dataclass(frozen=True)
 class TaskKind:
     "A kind of learner output: how to recognise it, what a target means for it, and the names of its classes"
@@ -127,19 +137,27 @@ class TaskKind:
     match:Callable # learn -> bool
     resolve:Callable # (learn, target, pred, yb) -> (target for `CAMHook.compute`, region or None)
     vocab:Callable # dls -> class names, or None
+    one_class:bool=False # One class per item, so a confusion matrix applies
 
-TASK_KINDS = (
+class TaskKinds(NamedTuple):
+    "The task kinds, tried in order: each also by name (`TASK_KINDS.segmentation`)"
+    segmentation:TaskKind; multi_label:TaskKind; regression:TaskKind; single_label:TaskKind
+
+_REGRESSION_LOSSES = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss)
+
+TASK_KINDS = TaskKinds(
     TaskKind('segmentation', lambda l: getattr(l.loss_func, 'axis', -1) == 1, _segment, mask_codes),
     TaskKind('multi-label', lambda l: hasattr(l.loss_func, 'thresh'), _multi, class_vocab),
     TaskKind('regression', lambda l: isinstance(getattr(l.loss_func, 'func', l.loss_func), _REGRESSION_LOSSES),
              _regress, lambda d: None),
-    TaskKind('single-label', lambda l: True, _single, class_vocab),
+    TaskKind('single-label', lambda l: True, _single, class_vocab, one_class=True),
 )
 
 def task_kind(learn)->TaskKind:
     "The first of `TASK_KINDS` that `learn` matches (its loss function says what its output means)"
     return next(k for k in TASK_KINDS if k.match(learn))
 
+# %% ../nbs/01_callback.ipynb #3a7f2c10
 def _per_item(maps:Tensor, lengths:Tensor|None)->Tensor|list:
     "Maps on the CPU: as they are, or for padded token sequences a list with each item's map over its own tokens"
     maps = maps.cpu()
@@ -150,22 +168,18 @@ def _distributed(dl)->bool:
     m = sys.modules.get('fastai.distributed')
     return m is not None and isinstance(dl, m.DistributedDL)
 
-def _take(x, o:Tensor):
-    "`x` (a tensor, a list of per-item maps, or `None`) in the order `o`"
-    return None if x is None else [x[i] for i in o.tolist()] if isinstance(x, list) else x[o]
+_TARGETS = "'pred', 'actual', 'all', a class index, or one index per item"
+_IN_PASS = MethodNames(lambda m: m.tokens is None and m.in_pass)  # what a model that takes no tokens can use
 
+@shared_docs
 class CAMCallback(HookCallback):
     "Fill `learn.cam.maps`, `learn.cam.targets` and `learn.cam.item_idxs` during `get_preds`, `validate` and `predict`"
     order, run_train = -5, False
-    _stateattrs = ('hooks', 'maps', 'targets', 'item_idxs', '_maps', '_targs', '_pos', '_found_layer')
-    def __init__(self, layer:nn.Module|str|None=None, # Layer to hook; default: `body_layer`
-                 method:str|None=None, # One of `CAM_METHODS` or `TOKEN_METHODS`; default: the model kind's
-                 target:str|int|list|Tensor='pred', # 'pred', 'actual', 'all', a class index, or one index per item
-                 reshape:Callable|None=None, # Layout of the layer's output → `(bs, k, *spatial)`; default: from the model
-                ):
+    _stateattrs = ('cam_hook', 'maps', 'targets', 'item_idxs', '_maps', '_targs', '_pos', '_found_layer')
+    def __init__(self, layer:nn.Module|str|None=None, method:str|None=None, target:str|int|list|Tensor='pred',
+                 reshape:Callable|None=None):
         super().__init__(modules=None, remove_end=True, detach=False, cpu=False)
-        if method is not None and method not in TOKEN_METHODS and check_method(method) == 'scorecam':
-            raise ValueError(SCORECAM_NEEDS_INPUT)
+        if method is not None: get_method(method).check_in_pass()
         if isinstance(target, str) and target not in ('pred', 'actual', 'all'):
             raise ValueError(f"Unknown target {target!r}; use {_TARGETS}")
         store_attr('layer,method,target,reshape')
@@ -173,7 +187,7 @@ class CAMCallback(HookCallback):
         self._init_state()
 
     def _init_state(self):
-        self.hooks = self.maps = self.targets = self.item_idxs = self.method_used = self.layer_name = None
+        self.cam_hook = self.maps = self.targets = self.item_idxs = self.method_used = self.layer_name = None
         self._maps = self._targs = self._pos = self._found_layer = None
 
     def _net(self)->nn.Module:
@@ -188,41 +202,52 @@ class CAMCallback(HookCallback):
             self._found_layer = net, body_layer(net, x)
         return self._found_layer[1]
 
-    def used_method(self)->str:
-        "The method: `method`; else `'gradcam'` for a given layer, or the model kind's default (text: `'intgrad'`)"
+    def _method(self)->str:
+        "`method`; else `'gradcam'` for a given layer, or the model kind's default (text: `'intgrad'`)"
         if self.method is not None: return self.method
         return 'gradcam' if self.layer is not None else model_kind(self._net()).default_method
 
     def before_fit(self): self._in_fit = False
     def before_train(self): self._in_fit = True  # only `fit` trains: its validation is left alone too
 
+    @contextmanager
+    def hooked(self, learn:Learner, # The learner whose model to hook
+               x:Tensor|None=None, # The batch's inputs (needed to find the layer of a model of kind `'any'`)
+              ):
+        "Hook `learn`'s model for a forward pass of your own, outside fastai's loop; `batch_maps` then gives its maps"
+        self.learn = learn
+        try:
+            self._register(x)
+            yield self
+        finally: self._remove(); self.learn = None
+
     def _register(self, x:Tensor|None=None):
         "Hook the layer (found in a dry forward of the batch `x` for a model of kind `'any'`)"
-        if any(isinstance(cb, CAMCallback) and cb is not self and cb.hooks is not None for cb in self.learn.cbs):
+        if any(isinstance(cb, CAMCallback) and cb is not self and cb.cam_hook is not None for cb in self.learn.cbs):
             raise ValueError("Two CAMCallbacks in one pass: one is attached to the learner (learn.cam) and another was "
                              "passed with cbs=. Use one: learn.remove_cb(CAMCallback), or compare layers and methods "
                              "with interp.plot_cam(layers=..., methods=...)")
-        net = self._net()
-        kind, method = model_kind(net), self.used_method()
-        self.method_used = method  # kept after the pass, for titles
-        if method in TOKEN_METHODS:
+        net, self.method_used = self._net(), self._method()  # `method_used`, `layer_name`: kept after the pass
+        kind, rec = model_kind(net), get_method(self.method_used)
+        if rec.tokens is not None:
             if kind.embedding is None:
-                raise ValueError(f"method={method!r} needs a model that takes tokens (a fastai text classifier); use "
-                                 f"one of {CAM_METHODS[:-1]}")
+                raise ValueError(f"method={rec.name!r} needs a model that takes tokens (a fastai text classifier); use "
+                                 f"one of {_IN_PASS}")
             self.layer_name = find_layer(net, kind.embedding(net))[0]  # the maps are over its outputs
             return
-        name, layer = find_layer(net, self.hooked_layer(x))
-        self.layer_name = name  # kept after the pass, like `method_used`
-        if kind.lengths is not None and any(layer is m for m in net[0].module.modules()):
-            raise ValueError(f"Layer {name!r} is inside the text encoder's recurrent module, which runs once per bptt "
-                             f"chunk ({net[0].bptt} tokens), so several times per forward on longer texts: hook "
-                             f"the encoder itself, learn.model[0] (the default)")
+        self.layer_name, layer = find_layer(net, self.hooked_layer(x))
+        if kind.chunked is not None:
+            chunked, n = kind.chunked(net)
+            if any(layer is m for m in chunked.modules()):
+                raise ValueError(f"Layer {self.layer_name!r} is inside the model's {type(chunked).__name__}, which runs "
+                                 f"once per chunk of {n} tokens, so several times per forward on longer texts: hook "
+                                 f"the encoder itself, learn.model[0] (the default)")
         reshape = self.reshape if self.reshape is not None or self.layer is not None else kind.layout
-        self.hooks = CAMHook(net, layer, method, reshape)
+        self.cam_hook = CAMHook(net, layer, self.method_used, reshape)
 
-    def _remove(self):
-        super()._remove()
-        self.hooks = None
+    def _remove(self):  # (also from `HookCallback.__del__`, maybe before `__init__` has set `cam_hook`)
+        if getattr(self, 'cam_hook', None) is not None: self.cam_hook.remove()
+        self.cam_hook = None
 
     def _augmented(self)->bool:
         "A pass over items with training-time augmentations that are not the training set: `learn.tta`'s extra passes"
@@ -235,7 +260,7 @@ class CAMCallback(HookCallback):
         self._maps, self._targs, self._pos = [], [], []
 
     def before_batch(self):
-        if self._maps is not None and not self._maps and self.hooks is None: self._register(self.xb[0])  # first batch
+        if self._maps is not None and not self._maps and self.cam_hook is None: self._register(self.xb[0])  # 1st batch
 
     def after_pred(self):
         if self._maps is None: return
@@ -248,11 +273,11 @@ class CAMCallback(HookCallback):
         "Maps (float32, on the model's device; text: padded), targets and, for text, real tokens per item of a batch"
         pred1 = pred[0] if is_listy(pred) else pred  # a text classifier gives (logits, extras...)
         target, region = task_kind(self.learn).resolve(self.learn, self.target, pred1, yb)
-        net, method = self._net(), self.used_method()
-        kind = model_kind(net)
-        lengths = None if kind.lengths is None else kind.lengths(net, xb[0])
-        if method in TOKEN_METHODS: maps, t = self._token_maps(kind, method, pred1, target, xb[0])
-        else: maps, t = self.hooks.compute(pred, target, region=region, lengths=lengths)
+        net = self._net()
+        kind, rec = model_kind(net), get_method(self.method_used)
+        lengths = kind.lengths(net, xb[0]) if kind.tokens else None
+        if rec.tokens is not None: maps, t = self._token_maps(kind, rec, pred1, target, xb[0])
+        else: maps, t = self.cam_hook.compute(pred, target, region=region, lengths=lengths)
         return maps.float(), t, lengths
 
     def batch_maps(self, pred, xb:tuple, yb:tuple)->tuple:
@@ -273,14 +298,12 @@ class CAMCallback(HookCallback):
         self._pos.append(got['pos'].cpu())
         return got['maps'], got.get('t'), got.get('lengths')
 
-    def _token_maps(self, kind, method, pred, target, x):
-        "Maps of a `TOKEN_METHODS` method, from passes over this batch's tokens"
-        x, t = x.as_subclass(Tensor), resolve_targets(target, pred)
-        if t is None or t.dtype == torch.bool:
-            raise ValueError(f"method={method!r} explains one class per item: pass target='pred', 'actual' or a class")
-        net = self._net()
-        if method == 'intgrad': return integrated_gradients(net, x, kind.embedding(net), t), t
-        return token_occlusion(net, x, t, kind.lengths(net, x)), t
+    def _token_maps(self, kind:ModelKind, rec:CAMMethod, pred:Tensor, target, x:Tensor)->tuple:
+        "Maps of a method that passes over this batch's tokens"
+        net, x, t = self._net(), x.as_subclass(Tensor), resolve_targets(target, pred)
+        if explains_several(t):
+            raise ValueError(f"method={rec.name!r} explains one class per item: pass target='pred', 'actual' or a class")
+        return rec.tokens(net, x, kind.embedding(net), t, kind.lengths(net, x)), t
 
     def after_validate(self):
         if self._maps is None: return
@@ -298,7 +321,7 @@ class CAMCallback(HookCallback):
         items = None if idxs is None else idxs[pos]
         if constant:  # fastai's own reorder of its predictions, so that the maps stay aligned with them
             order = idxs.argsort()
-            maps, targs, items = _take(maps, order), _take(targs, order), items[order]
+            maps, targs, items = take_items(maps, order), take_items(targs, order), items[order]
         self.maps, self.targets, self.item_idxs = maps, targs, items
         self._maps = self._targs = self._pos = None
 
@@ -308,7 +331,7 @@ class CAMCallback(HookCallback):
             raise ValueError("The items' order is unknown after a pass over a shuffled DataLoader: use "
                              "learn.get_preds, which reads it in a fixed order, or dl.new(shuffle=False)")
         o = self.item_idxs.argsort()
-        self.maps, self.targets, self.item_idxs = _take(self.maps, o), _take(self.targets, o), self.item_idxs[o]
+        self.maps, self.targets, self.item_idxs = (take_items(x, o) for x in (self.maps, self.targets, self.item_idxs))
         return o
 
     def after_fit(self):

@@ -6,19 +6,19 @@ Docs: https://fastcam.github.io/fastcam/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #715cd1a5
 from __future__ import annotations
-import math, torch, torch.nn as nn, torch.nn.functional as F
+import inspect, math, torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from contextlib import contextmanager
 from typing import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['CAM_METHODS', 'SCORECAM_NEEDS_INPUT', 'TOKEN_METHODS', 'find_layer', 'unwrap_model', 'cam_head', 'check_method',
-           'inference_state', 'locate_layer', 'resolve_targets', 'gt_masks', 'predicted_region', 'class_scores',
-           'normalize_maps', 'upsample_maps', 'channels_last', 'TokenGrid', 'token_grid', 'auto_layout', 'CAMHook',
+__all__ = ['CAM_METHODS', 'TOKEN_METHODS', 'CAM_PARAMS', 'find_layer', 'unwrap_model', 'cam_head', 'CAMMethod', 'MethodNames',
+           'register_method', 'unregister_method', 'get_method', 'inference_state', 'locate_layer', 'resolve_targets',
+           'gt_masks', 'predicted_region', 'class_scores', 'take_items', 'normalize_maps', 'upsample_maps',
+           'channels_last', 'TokenGrid', 'token_grid', 'auto_layout', 'shared_docs', 'explains_several', 'CAMHook',
            'cam_maps', 'integrated_gradients', 'token_occlusion']
-
-# %% ../nbs/00_core.ipynb #3bb348c1
-CAM_METHODS = ('cam', 'gradcam', 'gradcam++', 'hirescam', 'xgradcam', 'layercam', 'eigencam', 'scorecam')
 
 # %% ../nbs/00_core.ipynb #7a87db1e
 def find_layer(model:nn.Module, # The model holding the layer
@@ -95,14 +95,76 @@ def _eigencam(A, G, W):
     sign = torch.sign((proj * (flat.mean(-1) - flat.mean((-2, -1))[..., None])).sum(-1, keepdim=True))
     return proj * torch.where(sign == 0, torch.ones_like(sign), sign)
 
-_WEIGHT_FNS = {'cam': _cam, 'gradcam': _gradcam, 'gradcam++': _gradcampp, 'hirescam': _hirescam,
-               'xgradcam': _xgradcam, 'layercam': _layercam, 'eigencam': _eigencam, 'scorecam': _cam}
-_NO_GRAD = ('cam', 'eigencam', 'scorecam')
+# %% ../nbs/00_core.ipynb #9c1e4d7a
+@dataclass(frozen=True)
+class CAMMethod:
+    "A CAM method: its name, how it weighs the activation, and what it needs"
+    name:str # The name users pass as `method=`
+    weigh:Callable|None=None # `(A, G, W) -> maps (..., s)`; `A`, `G`: `(..., k, s)`, `W`: `(..., k)` or `None`
+    grads:bool=True # Needs `G`, the gradient of the class score with respect to the activation
+    head:bool=False # Needs `W`, the weights of a pool → linear head (plain CAM)
+    rerun:Callable|None=None # `(model, x, A, t, batch_size) -> W`: runs the model again on masked inputs
+    tokens:Callable|None=None # `(model, x, embedding, t, lengths) -> (bs, L)`: passes over tokens, not a hook
+    relu:bool=True # A ReLU ends the map
 
-def check_method(method:str)->str:
-    "Return `method` if it is one of `CAM_METHODS`, else raise a `ValueError` listing them"
-    if method not in _WEIGHT_FNS: raise ValueError(f"Unknown method {method!r}; choose one of {CAM_METHODS}")
+    @property
+    def in_pass(self)->bool:
+        "Whether the maps come from the pass that makes the predictions (no re-runs of the model on masked inputs)"
+        return self.rerun is None
+
+    def check_in_pass(self)->CAMMethod:
+        "`self`, or a `ValueError` for a method that must run the model again"
+        if not self.in_pass:
+            raise ValueError(f"method={self.name!r} runs the model again on masked copies of the input, which cannot "
+                             f"happen inside a get_preds pass: use cam_maps(model, x, layer, method={self.name!r}) or "
+                             f"CAMInterpretation.cam_report")
+        return self
+
+_METHODS = {}
+
+class MethodNames(Sequence):
+    "The names of the registered methods that `where` accepts, as a live tuple-like view of the registry"
+    def __init__(self, where:Callable=lambda m: True): self.where = where
+    def _names(self): return tuple(n for n, m in _METHODS.items() if self.where(m))
+    def __getitem__(self, i): return self._names()[i]
+    def __len__(self): return len(self._names())
+    def __eq__(self, o): return self._names() == tuple(o)
+    def __add__(self, o): return self._names() + tuple(o)
+    def __radd__(self, o): return tuple(o) + self._names()
+    def __repr__(self): return repr(self._names())
+
+CAM_METHODS = MethodNames(lambda m: m.tokens is None)  # methods that hook a layer
+TOKEN_METHODS = MethodNames(lambda m: m.tokens is not None)  # methods that pass over a text model's tokens
+
+def register_method(method:CAMMethod, # The method's record
+                    replace:bool=False, # Replace a method of the same name instead of refusing it
+                   )->CAMMethod:
+    "Add `method` to the registry, so that every `method=` of fastcam takes its name"
+    if not isinstance(method, CAMMethod):
+        raise TypeError(f"register_method takes a CAMMethod(name, weigh=...), not {type(method).__name__}")
+    if (method.weigh is None) == (method.tokens is None) or not callable(method.weigh or method.tokens):
+        raise ValueError(f"Method {method.name!r} needs exactly one of weigh= (a function (A, G, W) -> maps) or "
+                         f"tokens= (a function (model, x, embedding, t, lengths) -> maps)")
+    if method.name in _METHODS and not replace:
+        raise ValueError(f"A method {method.name!r} is registered already: pass replace=True, or choose a new name")
+    _METHODS[method.name] = method
     return method
+
+def unregister_method(name:str):
+    "Remove the method called `name` from the registry"
+    get_method(name)
+    del _METHODS[name]
+
+def get_method(name:str)->CAMMethod:
+    "The record of the method called `name`, else a `ValueError` listing the registered ones"
+    if name not in _METHODS:
+        raise ValueError(f"Unknown method {name!r}; choose one of {CAM_METHODS}, or for text models {TOKEN_METHODS}")
+    return _METHODS[name]
+
+for _m in (CAMMethod('cam', _cam, grads=False, head=True, relu=False), CAMMethod('gradcam', _gradcam),
+           CAMMethod('gradcam++', _gradcampp), CAMMethod('hirescam', _hirescam), CAMMethod('xgradcam', _xgradcam),
+           CAMMethod('layercam', _layercam), CAMMethod('eigencam', _eigencam, grads=False)):
+    register_method(_m)
 
 # %% ../nbs/00_core.ipynb #7ff4f0ae
 @contextmanager
@@ -238,6 +300,13 @@ def class_scores(out:Tensor, # Logits `(bs, c)`, or a dense output `(bs, c, *spa
         region = region.bool() if region.ndim == out.ndim else region.bool()[:, None]
     return (out * region).flatten(2).sum(-1)
 
+# %% ../nbs/00_core.ipynb #8a4e6f21
+def take_items(x:Tensor|list|None, # A tensor with one row per item, a list of per-item maps, or `None`
+               idxs:Tensor, # The items to take, in the order to take them
+              )->Tensor|list|None:
+    "`x` at the items `idxs`"
+    return None if x is None else [x[i] for i in idxs.tolist()] if isinstance(x, list) else x[idxs]
+
 # %% ../nbs/00_core.ipynb #2ae537fa
 def normalize_maps(maps:Tensor, # Maps `(..., h, w)`
                   )->Tensor:
@@ -305,24 +374,51 @@ def auto_layout(model:nn.Module, # The model
     raise ValueError(f"Layer {name!r} must output a (bs, channels, h, w) tensor, or pass reshape= (a callable giving "
                      f"(bs, channels, *spatial)); it gave {tuple(o.shape)}")
 
+# %% ../nbs/00_core.ipynb #2f6c8e90
+CAM_PARAMS = dict(
+    layer="Layer to hook: a submodule of the model or its dotted name in `model.named_modules()`; `None`, where a "
+          "function allows it: the default of the model's kind (`body_layer`)",
+    method="A registered method's name: one of `CAM_METHODS` (a text model's also `TOKEN_METHODS`); `None`, where a "
+           "function allows it: the default of the model's kind",
+    target="What to explain: `'pred'`, `'actual'` (the labels; learners only), `'all'`, a class index (or, through the "
+           "interpretation, a vocab label), one index per item, or a boolean mask `(bs, n_classes)`",
+    reshape="Layout of the layer's output → `(bs, k, *spatial)`: `channels_last`, a `TokenGrid` or any callable; "
+            "`None`: from the model (`auto_layout`)",
+    region="Dense outputs only: the pixels whose logits make a class's score, masks `(bs, H, W)` or boxes `(bs, 4)`",
+    batch_size="Inputs per forward pass when a method runs the model again on masked inputs (`'scorecam'`)",
+)
+
+def shared_docs(f:Callable)->Callable:
+    "Add the `CAM_PARAMS` that `f` (a class: its `__init__`) takes to its docstring, in a numpy-style section"
+    target = f.__init__ if isinstance(f, type) else f
+    names = [n for n in inspect.signature(target).parameters if n in CAM_PARAMS]
+    if names: target.__doc__ = ((target.__doc__ or '') + '\n\nParameters\n----------\n' +
+                                ''.join(f"{n}\n    {CAM_PARAMS[n]}\n" for n in names))
+    return f
+
 # %% ../nbs/00_core.ipynb #52a7262a
+def explains_several(t:Tensor|None)->bool:
+    "Whether a resolved target (`resolve_targets`) explains several classes per item: `'all'` (`None`) or a mask"
+    return t is None or t.dtype == torch.bool
+
+@shared_docs
 class CAMHook:
     "Capture `layer`'s activation in forward passes of `model`, and turn it into maps with `compute`"
     def __init__(self, model:nn.Module, # Any model
-                 layer:nn.Module|str, # Layer to hook: a submodule or its dotted name
-                 method:str='gradcam', # One of `CAM_METHODS`
-                 reshape:Callable|None=None, # Layout of the layer's output → `(bs, k, *spatial)`; default: `auto_layout`
-                ):
-        self.method, (self.name, self.layer) = check_method(method), find_layer(model, layer)
+                 layer:nn.Module|str, method:str='gradcam', reshape:Callable|None=None):
+        self.cam_method, (self.name, self.layer) = get_method(method), find_layer(model, layer)
+        if self.cam_method.weigh is None:
+            raise ValueError(f"method={method!r} passes over a text model's tokens instead of hooking a layer: use "
+                             f"CAMCallback(method={method!r}), or one of {CAM_METHODS} here")
         if reshape is not None and not callable(reshape):
             raise TypeError(f"reshape must be a callable from the layer's output to (bs, channels, *spatial), such as "
                             f"channels_last or TokenGrid(n_prefix, (h, w)), not {type(reshape).__name__}")
         self.model, self.reshape = model, reshape
         self.act, self.layout, self.grad_mode, self.ran, self.paused = None, None, None, [], False
         self.handles = [self.layer.register_forward_hook(self._hook)]
-        if method == 'cam':  # record what runs after the layer, to check the head
+        if self.cam_method.head:  # note what runs after the layer, to check the head
             inner = set(self.layer.modules())
-            self.handles += [m.register_forward_hook(self._record) for m in model.modules()
+            self.handles += [m.register_forward_hook(self._ran_after) for m in model.modules()
                              if m not in inner and not list(m.children())]
 
     def _laid_out(self, o:Tensor)->Tensor:
@@ -344,26 +440,25 @@ class CAMHook:
                              f"{type(o).__name__}: hook a layer that outputs one")
         self.layout = self.reshape if self.reshape is not None else auto_layout(self.model, self.name, t)
         self._laid_out(t.detach())  # a bad layout fails here, in the forward, before any work
-        self.grad_mode = torch.is_grad_enabled()
-        self.act, self.ran = t.detach().requires_grad_(self.method not in _NO_GRAD), []
-        if self.method not in _NO_GRAD: torch.set_grad_enabled(True)  # record the graph from here on only
+        self.grad_mode, grads = torch.is_grad_enabled(), self.cam_method.grads
+        self.act, self.ran = t.detach().requires_grad_(grads), []
+        if grads: torch.set_grad_enabled(True)  # record the graph from here on only
         return self.act.clone() if t is o else (self.act.clone(), *o[1:])
 
-    def _record(self, m, i, o):
+    def _ran_after(self, m, i, o):
         if self.act is not None: self.ran.append(m)
 
     def compute(self, out:Tensor, # The model output of the forward pass that ran the hook
-                target:str|int|list|Tensor='pred', # `'pred'`, `'all'`, a class, one per item, or a bool mask
-                x:Tensor|None=None, # For `'scorecam'` only: the input batch
-                model:nn.Module|None=None, # For `'scorecam'` only: the model, run again on masked inputs
-                batch_size:int=64, # For `'scorecam'` only: masked inputs per forward pass
-                region:Tensor|None=None, # Dense outputs only: pixels to sum, masks `(bs, H, W)` or boxes `(bs, 4)`
+                target:str|int|list|Tensor='pred',
+                x:Tensor|None=None, # For methods that re-run the model only: the input batch
+                model:nn.Module|None=None, # For methods that re-run the model only: the model
+                batch_size:int=64, region:Tensor|None=None,
                 lengths:Tensor|None=None, # Padded sequences only: real positions per item (padding at the end)
                )->tuple[Tensor, Tensor|None]:
         """Maps `(bs, *spatial)` and the class per item; for `'all'` or a mask of targets, maps `(bs, n_classes,
         *spatial)` (zero where a class is not explained) and the mask (`None` for `'all'`)"""
-        if self.method == 'scorecam' and (x is None or model is None):
-            raise ValueError(SCORECAM_NEEDS_INPUT)
+        rec = self.cam_method
+        if not rec.in_pass and (x is None or model is None): rec.check_in_pass()
         if self.act is None:
             raise RuntimeError(f"Layer {self.name!r} did not run in the forward pass, so there is no activation to "
                                f"map: pick a layer that the model's forward uses")
@@ -372,39 +467,26 @@ class CAMHook:
         try:
             with torch.enable_grad():
                 scores = class_scores(out, region)
-                if self.method == 'scorecam' and out.ndim != 2:
-                    raise ValueError("method='scorecam' needs class scores (bs, n_classes); use a gradient method for "
-                                     "dense outputs")
                 t = resolve_targets(target, scores)
-                several = t is None or t.dtype == torch.bool  # a map per class: 'all', or a mask of targets
-                cols = None if t is None else t.any(0).nonzero()[:, 0] if several else t
                 A = self._laid_out(leaf)  # (bs, k, *spatial)
-                spatial, W = A.shape[2:], None
-                if self.method == 'cam':
-                    W = _cam_linear(self.ran, out, A.shape[1]).weight
-                    if cols is not None: W = W[cols]
-                G = _class_grads(scores, leaf, t, self._laid_out) if self.method not in _NO_GRAD else None
-                if self.method == 'scorecam':
-                    self.paused = True
-                    try: W = _scorecam_weights(model, x, A, None if several else t, batch_size)
-                    finally: self.paused = False
-                    if t is not None and several: W = W[:, cols]
-                A = A.flatten(2)  # (bs, k, s): positions flattened
-                if several: A = A[:, None]  # broadcast over the class dimension
-                G = None if G is None else G.flatten(-len(spatial))
-                per_item = W is not None and W.ndim == (3 if several else 2)  # a W per item, or one for all
-                maps = (_WEIGHT_FNS[self.method](A, G, W) if lengths is None else
-                        _weigh_items(self.method, A, G, W, lengths, per_item))
-                maps = maps.detach().unflatten(-1, spatial)
-                if several:
-                    n = scores.shape[1] if t is None else len(cols)
-                    if maps.shape[1] != n: maps = maps.expand(-1, n, *spatial)
-                    if t is not None:  # back to one map per class, zero where a class is not explained
-                        full = maps.new_zeros(len(maps), scores.shape[1], *spatial)
-                        full[:, cols] = maps
-                        maps = full * t.view(*t.shape, *[1] * len(spatial))
+                G = _class_grads(scores, leaf, t, self._laid_out) if rec.grads else None
+                W = self._weights(out, A, t, x, model, batch_size)
+                maps = _per_class(_weigh(rec.weigh, A, G, W, explains_several(t), lengths).detach(), t, scores.shape[1])
         finally: torch.set_grad_enabled(self.grad_mode)
-        return (maps if self.method == 'cam' else maps.relu()), t
+        return (maps.relu() if rec.relu else maps), t
+
+    def _weights(self, out:Tensor, A:Tensor, t:Tensor|None, x, model, batch_size:int)->Tensor|None:
+        "`W` of the classes explained: the head's `(n, k)`, or per item from re-runs `(bs, k)`/`(bs, n, k)`; else `None`"
+        rec, several = self.cam_method, explains_several(t)
+        cols = None if t is None else _explained(t)
+        if rec.head:
+            W = _cam_linear(self.ran, out, A.shape[1]).weight
+            return W if cols is None else W[cols]
+        if rec.rerun is None: return None
+        self.paused = True  # the hooked layer runs in the re-runs too
+        try: W = rec.rerun(model, x, A, None if several else t, batch_size)
+        finally: self.paused = False
+        return W[:, cols] if several and cols is not None else W
 
     def remove(self):
         "Remove all hooks and drop the stored activation"
@@ -414,22 +496,41 @@ class CAMHook:
     def __enter__(self): return self
     def __exit__(self, *args): self.remove()
 
+def _explained(t:Tensor)->Tensor:
+    "The classes a resolved target explains: one per item, or those that any item of a mask needs"
+    return t.any(0).nonzero()[:, 0] if t.dtype == torch.bool else t
+
+def _weigh(weigh:Callable, A:Tensor, G:Tensor|None, W:Tensor|None, several:bool, lengths:Tensor|None)->Tensor:
+    "The method's `weigh` over positions flattened (with a class dimension if `several`), each item over its own"
+    spatial = A.shape[2:]
+    A = A.flatten(2)[:, None] if several else A.flatten(2)  # (bs, [1,] k, s): broadcast over the classes
+    G = None if G is None else G.flatten(-len(spatial))
+    per_item = W is not None and W.ndim == (3 if several else 2)  # a W per item, or one for all
+    maps = weigh(A, G, W) if lengths is None else _weigh_items(weigh, A, G, W, lengths, per_item)
+    return maps.unflatten(-1, spatial)
+
+def _per_class(maps:Tensor, t:Tensor|None, n_classes:int)->Tensor:
+    "Maps of several classes back to one per class `(bs, n_classes, *spatial)`, zero where a class is not explained"
+    if not explains_several(t): return maps
+    spatial = maps.shape[2:]
+    n = n_classes if t is None else len(_explained(t))
+    if maps.shape[1] != n: maps = maps.expand(-1, n, *spatial)  # a class-free method: one map for every class
+    if t is None: return maps
+    full = maps.new_zeros(len(maps), n_classes, *spatial)
+    full[:, _explained(t)] = maps
+    return full * t.view(*t.shape, *[1] * len(spatial))
+
 # %% ../nbs/00_core.ipynb #a23e56cb
-def _weigh_items(method:str, A:Tensor, G:Tensor|None, W:Tensor|None, lengths:Tensor, per_item:bool)->Tensor:
+def _weigh_items(weigh:Callable, A:Tensor, G:Tensor|None, W:Tensor|None, lengths:Tensor, per_item:bool)->Tensor:
     "Maps of a padded batch `(bs, ..., s)`, each item's from its first `lengths[i]` positions only, zero after"
     s, res = A.shape[-1], []
     for i, n in enumerate(lengths.tolist()):
         n = min(int(n), s)
-        m = _WEIGHT_FNS[method](A[i:i + 1, ..., :n], None if G is None else G[i:i + 1, ..., :n],
-                                W[i:i + 1] if per_item else W)
+        m = weigh(A[i:i + 1, ..., :n], None if G is None else G[i:i + 1, ..., :n], W[i:i + 1] if per_item else W)
         res.append(F.pad(m, (0, s - n)))
     return torch.cat(res)
 
 # %% ../nbs/00_core.ipynb #c3a60550
-SCORECAM_NEEDS_INPUT = ("method='scorecam' runs the model again on masked copies of the input (one per channel), "
-                        "which cannot happen inside a get_preds pass: use cam_maps(model, x, layer, method='scorecam') "
-                        "or CAMInterpretation.cam_report")
-
 def _scorecam_weights(model:nn.Module, x:Tensor, A:Tensor, t:Tensor|None, batch_size:int=64)->Tensor:
     "Softmax score of class `t` (`(n, k)`), or of every class (`(n, c, k)` if `t` is None), per masked input"
     n, k = A.shape[:2]
@@ -442,10 +543,15 @@ def _scorecam_weights(model:nn.Module, x:Tensor, A:Tensor, t:Tensor|None, batch_
         for chunk in pairs:
             i, c = chunk.to(A.device).unbind(1)
             masks = normalize_maps(upsample_maps(A[i, c], x.shape[-2:]))
-            p = model(x[i] * masks[:, None].to(x.dtype)).softmax(-1)
+            p = model(x[i] * masks[:, None].to(x.dtype))
+            if p.ndim != 2: raise ValueError(f"method='scorecam' needs class scores (bs, n_classes), not "
+                                             f"{tuple(p.shape)}: use a gradient method for dense outputs")
+            p = p.softmax(-1)
             if scores is None: scores = p.new_empty(n, k, p.shape[-1])
             scores[i, c] = p
     return scores.transpose(1, 2) if t is None else scores[torch.arange(n), :, t]
+
+register_method(CAMMethod('scorecam', _cam, grads=False, rerun=_scorecam_weights))
 
 # %% ../nbs/00_core.ipynb #256e8ed8
 def _class_grads(out:Tensor, leaf:Tensor, t:Tensor|None, layout:Callable)->Tensor:
@@ -453,11 +559,11 @@ def _class_grads(out:Tensor, leaf:Tensor, t:Tensor|None, layout:Callable)->Tenso
     if not out.requires_grad:
         raise RuntimeError("The model output does not depend on the hooked layer through autograd; pick a layer whose "
                            "output the rest of the model uses")
-    if t is not None and t.dtype != torch.bool:
+    if not explains_several(t):
         g, = torch.autograd.grad(out.gather(1, t[:, None]).sum(), leaf, allow_unused=True)
         if g is None: raise RuntimeError("The model output does not depend on the hooked layer; pick a layer on its path")
         return layout(g)
-    cols = torch.arange(out.shape[1], device=out.device) if t is None else t.any(0).nonzero()[:, 0]
+    cols = torch.arange(out.shape[1], device=out.device) if t is None else _explained(t)
     if not len(cols): return layout(torch.zeros_like(leaf))[:, None][:, :0]  # nothing to explain in this batch
     eye = torch.zeros(len(cols), *out.shape, dtype=out.dtype, device=out.device)
     eye[torch.arange(len(cols)), :, cols] = 1  # one batched backward: one class score per row
@@ -466,23 +572,17 @@ def _class_grads(out:Tensor, leaf:Tensor, t:Tensor|None, layout:Callable)->Tenso
     return layout(g.flatten(0, 1)).unflatten(0, g.shape[:2]).transpose(0, 1)
 
 # %% ../nbs/00_core.ipynb #85d6885c
+@shared_docs
 def cam_maps(model:nn.Module, # A classifier `(bs, n_classes)`, or a dense model `(bs, c, H, W)` (segmentation)
              x:Tensor, # Input batch
-             layer:nn.Module|str, # Layer to hook: a submodule or its dotted name
-             target:str|int|list|Tensor='pred', # `'pred'`, `'all'`, a class index or one index per item
-             method:str='gradcam', # One of `CAM_METHODS`
-             batch_size:int=64, # For `'scorecam'` only: masked inputs per forward pass
-             reshape:Callable|None=None, # Layout of the layer's output → `(bs, k, *spatial)`; default: `auto_layout`
-             region:Tensor|None=None, # Dense outputs only: pixels to sum, masks `(bs, H, W)` or boxes `(bs, 4)`
-            )->Tensor:
+             layer:nn.Module|str, target:str|int|list|Tensor='pred', method:str='gradcam', batch_size:int=64,
+             reshape:Callable|None=None, region:Tensor|None=None)->Tensor:
     "Raw maps `(bs, h, w)` (`(bs, n_classes, h, w)` for `'all'`) at `layer`'s resolution, after the method's ReLU"
     with inference_state(model), CAMHook(model, layer, method, reshape) as hook:
         with torch.no_grad(): out = model(x)
         return hook.compute(out, target, x, model, batch_size, region)[0]
 
 # %% ../nbs/00_core.ipynb #fffff6e6
-TOKEN_METHODS = ('intgrad', 'occlusion')
-
 def _scores_at(out, t):
     "The score of class `t[i]` for each row of a model output (or of its first element)"
     out = out[0] if isinstance(out, (tuple, list)) else out
@@ -535,3 +635,6 @@ def token_occlusion(model:nn.Module, # A model taking token ids
             xs = x[i].clone(); xs[torch.arange(len(i)), j] = replace_id
             maps[i, j] = base[i] - _scores_at(model(xs), target[i]).float()
     return maps
+
+register_method(CAMMethod('intgrad', tokens=lambda model, x, emb, t, lengths: integrated_gradients(model, x, emb, t)))
+register_method(CAMMethod('occlusion', tokens=lambda model, x, emb, t, lengths: token_occlusion(model, x, t, lengths)))

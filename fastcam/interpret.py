@@ -8,7 +8,7 @@ Docs: https://fastcam.github.io/fastcam/interpret.html.md"""
 from __future__ import annotations
 from fastai.vision.all import *
 from .core import *
-from .callback import CAMCallback, task_kind, model_kind, _take
+from .callback import CAMCallback, TASK_KINDS, task_kind, model_kind
 import dataclasses
 from dataclasses import dataclass
 from typing import Callable
@@ -72,20 +72,18 @@ class CAMInterpretation(ClassificationInterpretation):
     def __init__(self, learn:Learner, dl:DataLoader, losses:Tensor|None, act=None, preds:Tensor|None=None,
                  targs:Tensor|None=None, decoded:Tensor|None=None, cam:CAMCallback|None=None):
         Interpretation.__init__(self, learn, dl, losses, act)
-        self.kind = task_kind(learn)
+        self.kind, self.model_kind = task_kind(learn), model_kind(learn.model)
         self.vocab = self.kind.vocab(learn.dls)  # class names: dls.vocab, a segmentation's codes, None for regression
         store_attr('preds,targs,decoded,cam')
 
     @classmethod
+    @shared_docs
     def from_learner(cls, learn:Learner, # The learner to interpret
                      ds_idx:int=1, # Index of `learn.dls` when `dl` is None
                      dl:DataLoader|None=None, # `DataLoader` to make predictions and maps on
-                     layer:nn.Module|str|None=None, # Layer to hook; default: `body_layer` (the body, a ViT's last block)
-                     method:str|None=None, # One of `CAM_METHODS` or `TOKEN_METHODS`; default: the model kind's
-                     target='pred', # `'pred'`, `'actual'`, `'all'`, a vocab label or a class index
+                     layer:nn.Module|str|None=None, method:str|None=None, target='pred',
                      act=None, # Override the default prediction activation
-                     reshape=None, # Layout of the layer's output → `(bs, k, *spatial)`; default: from the model
-                    ):
+                     reshape:Callable|None=None):
         """Predictions, decoded predictions, maps and, where `dl` has labels, targets and losses, from one `get_preds`
         pass, in dataset order"""
         if dl is None: dl = learn.dls[ds_idx].new(shuffle=False, drop_last=False)
@@ -100,7 +98,7 @@ class CAMInterpretation(ClassificationInterpretation):
         losses = losses[0] if labelled else None
         if labelled and losses.numel() != len(preds): losses = losses.view(len(preds), -1).mean(1)  # per label/pixel
         o = cam.to_item_order()  # dataset order, also where fastai's distributed get_preds interleaves the ranks
-        preds, targs, decoded, losses = (_take(x, o) for x in (preds, targs, decoded, losses))
+        preds, targs, decoded, losses = (take_items(x, o) for x in (preds, targs, decoded, losses))
         return cls(learn, dl, losses, act, preds, targs, decoded, cam)
 
     @property
@@ -121,7 +119,7 @@ class CAMInterpretation(ClassificationInterpretation):
     def confusion_matrix(self):
         "Confusion matrix as an `np.ndarray`, from the stored pass (single-label classifiers)"
         self._need_labels('A confusion matrix')
-        if self.kind.name != 'single-label':
+        if not self.kind.one_class:
             raise ValueError(f"A confusion matrix needs one class per item; this is a {self.kind.name} learner. Its "
                              f"predictions are interp.decoded, its targets interp.targs")
         x = torch.arange(len(self.vocab))
@@ -135,22 +133,22 @@ def _layer_name(self:CAMInterpretation, layer=None)->str:
     return self.cam.layer_name if layer is None else find_layer(self.learn.model, layer)[0]
 
 @patch
-def _items(self:CAMInterpretation, idxs):
-    "The items of `self.dl` at `idxs` (a list or a slice)"
+def items_at(self:CAMInterpretation, idxs:list|slice)->list:
+    "The items of `self.dl` at `idxs`"
     return getattr(self.dl.items, 'iloc', L(self.dl.items))[idxs]
 
 @patch
 def _decoded_items(self:CAMInterpretation, idxs):
     "Decoded `(image, label)` (`(image,)` without labels) of the items at `idxs`, fetched on demand"
-    dl = self.learn.dls.test_dl(self._items(idxs), with_labels=self.has_labels)
+    dl = self.learn.dls.test_dl(self.items_at(idxs), with_labels=self.has_labels)
     return [o for b in dl for o in dl.decode_batch(b, max_n=len(b[0]))]
 
 @patch
+@shared_docs
 def item_cams(self:CAMInterpretation,
               idxs:list, # Items of `self.dl`
-              layer=None, # Layer to hook, `None` for the interpretation's
-              method:str|None=None, # Method, `None` for the interpretation's
-              target=None, # `'pred'`, `'actual'`, `'all'`, a vocab label or a class index; `None`: the interpretation's
+              layer=None, method:str|None=None,
+              target=None, # As `target` (see `CAM_PARAMS`); `None`: the interpretation's
              )->tuple[Tensor, Tensor|None]:
     "Raw maps and targets of the items at `idxs`: the stored ones, or from a `get_preds` pass over just those items"
     cam = self.cam
@@ -160,10 +158,10 @@ def item_cams(self:CAMInterpretation,
     same_layer = self._layer_name(layer) == cam.layer_name
     if same_layer and (method, target) == (cam.method, cam.target):
         i = tensor(idxs)
-        return _take(cam.maps, i), _take(cam.targets, i)
+        return take_items(cam.maps, i), take_items(cam.targets, i)
     cb = CAMCallback(layer, method, target, cam.reshape if same_layer else None)
     with _cam_free(self.learn):
-        self.learn.get_preds(dl=self.learn.dls.test_dl(self._items(idxs), with_labels=self.has_labels), cbs=cb)
+        self.learn.get_preds(dl=self.learn.dls.test_dl(self.items_at(idxs), with_labels=self.has_labels), cbs=cb)
     return cb.maps, cb.targets
 
 @patch
@@ -171,6 +169,7 @@ def item_maps(self:CAMInterpretation, idxs:list, layer=None, method:str|None=Non
     "Raw maps of the items at `idxs` (see `item_cams`)"
     return self.item_cams(idxs, layer, method, target)[0]
 
+# %% ../nbs/02_interpret.ipynb #5c0e7a19
 def _names(vocab, mask): return ', '.join(str(v) for v, m in zip(vocab, mask) if m) or '(none)'
 def _prob(interp, i, c): return f"{interp.vocab[c]} ({interp.preds[i, c].item():.2f})"
 def _value(t, c=0): return t.flatten()[c].item()
@@ -186,7 +185,7 @@ def _sure(p:Tensor)->Tensor:
 
 @dataclass(frozen=True)
 class CAMView:
-    "How `plot_cam` titles, draws and (without labels) ranks the maps of one kind of learner (a `TaskKind` name)"
+    "How `plot_cam` titles, draws and (without labels) ranks the maps of one kind of learner (a `TaskKind`)"
     title:str # The figure's title
     item:Callable # (interp, i, c) -> the item's title; `c` is the one class explained, or None for several
     panel:Callable # (interp, i, c) -> the title of the panel of class `c`
@@ -197,30 +196,28 @@ class CAMView:
 
 def _output(o, i, c): return f"{f'output {c}: ' if c else ''}{_value(o.preds[i], c or 0):.2f}"
 
-# Without labels there are no losses: items are ranked by doubt instead (1 - how sure the prediction is; a regression
-# has no probability, so by its prediction), and titles carry the prediction only
 CAM_VIEWS = {
-    'single-label': CAMView('Prediction/Actual/Loss/Probability',
+    TASK_KINDS.single_label: CAMView('Prediction/Actual/Loss/Probability',
         lambda o, i, c: f"{o.vocab[o.decoded[i]]}/{o.vocab[o.targs[i]]} / {max(0., o.losses[i].item()):.2f} / "
                         f"{o.preds[i].max().item():.2f}", _prob,
         unlabelled_title='Prediction/Probability (least sure first)',
         unlabelled_item=lambda o, i, c: f"{o.vocab[o.decoded[i]]} / {o.preds[i].max().item():.2f}",
         doubt=lambda o: 1 - o.preds.max(1)[0]),
-    'multi-label': CAMView('Each map: label (probability)',
+    TASK_KINDS.multi_label: CAMView('Each map: label (probability)',
         lambda o, i, c: f"pred: {_names(o.vocab, o.decoded[i])}\nactual: {_names(o.vocab, o.targs[i])}"
                         + ('' if c is None else f"\n{_prob(o, i, c)}"), _prob,
         unlabelled_title='Each map: label (probability); least sure first',
         unlabelled_item=lambda o, i, c: f"pred: {_names(o.vocab, o.decoded[i])}"
                                         + ('' if c is None else f"\n{_prob(o, i, c)}"),
         doubt=lambda o: 1 - _sure(o.preds)),
-    'segmentation': CAMView('Each map: class (share of pixels), region outlined',
+    TASK_KINDS.segmentation: CAMView('Each map: class (share of pixels), region outlined',
         lambda o, i, c: f"loss {o.losses[i].item():.2f}" + ('' if c is None else f"\n{o.vocab[c]}"),
         lambda o, i, c: f"{o.vocab[c]} ({(o.decoded[i] == c).float().mean().item():.0%})", _outline,
         unlabelled_title='Each map: class (share of pixels), region outlined; least sure first',
         unlabelled_item=lambda o, i, c: f"confidence {o.preds[i].max(0)[0].mean().item():.2f}"
                                         + ('' if c is None else f"\n{o.vocab[c]}"),
         doubt=lambda o: 1 - o.preds.max(1)[0].flatten(1).mean(1)),
-    'regression': CAMView('Prediction / actual',
+    TASK_KINDS.regression: CAMView('Prediction / actual',
         lambda o, i, c: f"{_output(o, i, c)} / {_value(o.targs[i], c or 0):.2f}",
         lambda o, i, c: f"output {c}: {_value(o.preds[i], c):.2f}",
         unlabelled_title='Prediction (largest first)', unlabelled_item=_output, doubt=lambda o: o.preds.flatten(1)[:, 0]),
@@ -229,7 +226,7 @@ CAM_VIEWS = {
 @patch
 def _view(self:CAMInterpretation)->CAMView:
     "The view of this learner's kind, with the titles for items without labels where they have none"
-    v = CAM_VIEWS[self.kind.name]
+    v = CAM_VIEWS[self.kind]
     return v if self.has_labels else dataclasses.replace(v, title=v.unlabelled_title, item=v.unlabelled_item)
 
 @patch
@@ -237,37 +234,40 @@ def _ranked(self:CAMInterpretation, k:int, largest:bool=True)->list:
     "The `k` items with the largest losses, or without labels the largest doubt (the least sure predictions first)"
     k = min(k, len(self.preds))  # a small dl has fewer than k
     if self.has_labels: return self.top_losses(k, largest)[1].tolist()
-    return CAM_VIEWS[self.kind.name].doubt(self).topk(k, largest=largest)[1].tolist()
+    return CAM_VIEWS[self.kind].doubt(self).topk(k, largest=largest)[1].tolist()
 
+# %% ../nbs/02_interpret.ipynb #5c0e7a1c
 @patch
 def plot_cam(self:CAMInterpretation,
              k:int=9, # Number of items, by loss (without labels: least sure predictions first)
              largest:bool=True, # Largest or smallest losses (without labels: least or most sure)
              idxs:list|None=None, # Items to show instead of the top losses
-             target=None, # Class to explain: `'pred'`, `'actual'`, `'all'`, a vocab label or an index; default the interp's
+             target=None, # As `target` (see `CAM_PARAMS`); `None`: the interpretation's
              alpha:float=0.6, # Opacity of the maps
              cmap:str='magma', # Matplotlib colour map
              nrows:int|None=None, # Rows of the grid (one item per row when comparing, or with several classes)
              figsize:tuple|None=None, # Figure size
              layers:list|None=None, # Layers to compare, one column each
              methods:list|None=None, # Methods to compare, one column each
-             **kwargs # Passed to `show_image`
+             **kwargs # Passed to `show_image` (text: `hide_special`, `width`)
             )->plt.Figure:
     "Show `k` items with their maps laid over them; return the figure"
     if idxs is None: idxs = self._ranked(k, largest)
     idxs = [int(i) for i in (idxs.tolist() if isinstance(idxs, Tensor) else idxs)]
     if not idxs: raise ValueError("Nothing to plot: give k >= 1 or a non-empty idxs")
-    for m in L(methods): m in TOKEN_METHODS or check_method(m)
+    for m in L(methods): get_method(m)
     cols = [(l, m) for l in L(layers) or [None] for m in L(methods) or [None]]
     cams = [self.item_cams(idxs, l, m, target) for l, m in cols]
-    view, n = self._view(), len(idxs)
+    view = self._view()
     title = ('' if target is None else f'Maps for {target!r}; ') + view.title
-    if isinstance(cams[0][0], list):  # token maps of a text model, one per item over its own tokens
-        return self._plot_text(idxs, cams, cols, view, title, **kwargs)
-    t = cams[0][1]
-    if t is None or t.dtype == torch.bool:  # several classes per item: 'all', or a mask of labels
-        return self._plot_classes(idxs, *cams[0], view, title, len(cols), alpha, cmap, figsize, **kwargs)
-    compare = len(cols) > 1
+    draw = (self._plot_text if self.model_kind.tokens else
+            self._plot_classes if explains_several(cams[0][1]) else self._plot_items)
+    return draw(idxs, cams, cols, view, title, alpha, cmap, nrows, figsize, **kwargs)
+
+@patch
+def _plot_items(self:CAMInterpretation, idxs, cams, cols, view, title, alpha, cmap, nrows, figsize, **kwargs):
+    "A grid of one map per item (a row per item, a column per compared layer/method, when comparing)"
+    compare, n, t = len(cols) > 1, len(idxs), cams[0][1]
     if compare and figsize is None: figsize = (3.2 * len(cols), 3.6 * n)  # room for two-line titles
     fig, axs = get_grid(n * len(cols), nrows=n if compare else nrows, ncols=len(cols) if compare else None,
                         figsize=figsize, return_fig=True, title=title)
@@ -279,14 +279,15 @@ def plot_cam(self:CAMInterpretation,
             ax = axs[j * len(cols) + col]
             show_cam_overlay(img, cams[col][0][j], ax=ax, alpha=alpha, cmap=cmap, title=head + view.item(self, i, c),
                              **kwargs)
-            if view.draw is not None and c is not None: view.draw(ax, self, i, c)
+            if view.draw is not None: view.draw(ax, self, i, c)
     return fig
 
 @patch
-def _plot_classes(self:CAMInterpretation, idxs, maps, targets, view, title, n_cols, alpha, cmap, figsize, **kwargs):
-    "One row per item, one panel per explained class (`targets` is a boolean mask, or `None` for every class)"
-    if n_cols > 1: raise ValueError("layers= and methods= compare one map per item; this target explains several classes "
-                                    "per item: pass one class as target= (a vocab label or index) to compare")
+def _plot_classes(self:CAMInterpretation, idxs, cams, cols, view, title, alpha, cmap, nrows, figsize, **kwargs):
+    "One row per item, one panel per explained class (the targets are a boolean mask, or `None` for every class)"
+    if len(cols) > 1: raise ValueError("layers= and methods= compare one map per item; this target explains several "
+                                       "classes per item: pass one class as target= (a vocab label or index) to compare")
+    maps, targets = cams[0]
     classes = [list(range(maps.shape[1])) if targets is None else targets[j].nonzero()[:, 0].tolist()
                for j in range(len(idxs))]
     ncols = max(1, *map(len, classes))
@@ -318,23 +319,22 @@ def _predict_cam(self:Learner, item, target, layer, method, reshape):
     with _cam_free(self), self.added_cbs(cb): inp, label, _, probs = self.predict(item, with_input=True)
     return inp, label, probs, cb.maps[0], None if cb.targets is None else cb.targets[0]
 
-def _explained(maps, t, vocab)->dict:
+def _by_class(maps, t, vocab)->dict:
     "`{class name (or output index): map}` of the classes that `t` (a mask, or `None` for all) explains"
     return {(vocab[c] if vocab is not None else c): maps[c] for c in range(len(maps)) if t is None or t[c]}
 
 @patch
+@shared_docs
 def cam_predict(self:Learner, item, # An item, as for `learn.predict`
-                target=None, # `None` or `'pred'` for the prediction, `'all'`, a vocab label or a class index
-                layer:nn.Module|str|None=None, # Layer to hook; default: `body_layer`
-                method:str|None=None, # One of `CAM_METHODS` or `TOKEN_METHODS`; default: the model kind's
+                target=None, # As `target` (see `CAM_PARAMS`); `None`: the prediction
+                layer:nn.Module|str|None=None, method:str|None=None,
                 with_input:bool=False, # Also return the decoded input, first
-                reshape=None, # Layout of the layer's output → `(bs, k, *spatial)`; default: from the model
-               )->tuple:
+                reshape:Callable|None=None)->tuple:
     """`(label, probs, map)` of `item` from one `predict` pass; the map is raw, at the layer's resolution. Where the
     target explains several classes (`'all'`, a multi-label prediction, a segmentation), `map` is a dict
     `{class name: map}` of the classes explained"""
     inp, label, probs, m, t = self._predict_cam(item, target, layer, method, reshape)
-    if t is None or t.dtype == torch.bool: m = _explained(m, t, task_kind(self).vocab(self.dls))
+    if explains_several(t): m = _by_class(m, t, task_kind(self).vocab(self.dls))
     return (inp, label, probs, m) if with_input else (label, probs, m)
 
 def _class_title(vocab, probs, c):
@@ -343,18 +343,26 @@ def _class_title(vocab, probs, c):
         f" ({probs[c]:.2f})" if vocab is not None and probs.ndim == 1 else '')
 
 @patch
-def show_cam(self:Learner, item, target=None, layer:nn.Module|str|None=None, method:str|None=None, ax=None,
-             alpha:float=0.6, cmap:str='magma', reshape=None, **kwargs)->tuple:
+@shared_docs
+def show_cam(self:Learner, item, # An item, as for `learn.predict`
+             target=None, # As `target` (see `CAM_PARAMS`); `None`: the prediction
+             layer:nn.Module|str|None=None, method:str|None=None,
+             ax=None, # Matplotlib axis to draw on (one class only)
+             alpha:float=0.6, # Opacity of the map
+             cmap:str='magma', # Matplotlib colour map
+             reshape:Callable|None=None,
+             **kwargs # Passed to `show_image` (text: `show_text_cam`)
+            )->tuple:
     """Draw the map(s) of `item` over it, each titled with its class and probability; return `cam_predict`'s result.
     For a text item, draw its tokens shaded by the map and return `(label, probs, tokens, map)`"""
     inp, label, probs, m, t = self._predict_cam(item, target, layer, method, reshape)
     vocab = task_kind(self).vocab(self.dls)
-    if model_kind(self.model).lengths is not None:  # text: the tokens shaded by their scores
+    if model_kind(self.model).tokens:  # text: the tokens shaded by their scores
         tokens = str(inp).split(' ')
         if m.ndim > 1: raise ValueError("show_cam draws one class of a text item: pass target='pred' or a class")
         show_text_cam(tokens, m, ax, kwargs.pop('hide_special', False), _class_title(vocab, probs, int(t)), **kwargs)
         return label, probs, tokens, m
-    if not (t is None or t.dtype == torch.bool):
+    if not explains_several(t):
         show_cam_overlay(inp, m, ax=ax, alpha=alpha, cmap=cmap, title=_class_title(vocab, probs, int(t)), **kwargs)
         return label, probs, m
     classes = [c for c in range(len(m)) if t is None or t[c]]
@@ -364,7 +372,7 @@ def show_cam(self:Learner, item, target=None, layer:nn.Module|str|None=None, met
     if not classes: show_image(inp, ax=axs[0], title='(no class to explain)', **kwargs)
     for a, c in zip(axs, classes):
         show_cam_overlay(inp, m[c], ax=a, alpha=alpha, cmap=cmap, title=_class_title(vocab, probs, c), **kwargs)
-    return label, probs, _explained(m, t, vocab)
+    return label, probs, _by_class(m, t, vocab)
 
 # %% ../nbs/02_interpret.ipynb #7f86c442
 import html as _html
@@ -419,27 +427,28 @@ def show_text_cam(tokens:list, # The item's tokens
 
 # %% ../nbs/02_interpret.ipynb #a51e230b
 @patch
-def _tokens(self:CAMInterpretation, idxs):
+def tokens(self:CAMInterpretation, idxs:list)->list:
     "The tokens of the items at `idxs` of `self.dl`, as the model saw them"
     vocab = self.learn.dls.vocab[0]
     return [[vocab[int(j)] for j in self.dl.dataset[i][0]] for i in idxs]
 
 def _token_panels(interp, idxs, cams, cols, view):
     "(tokens, map, title) of each panel: per item, per compared layer/method, per class explained"
-    for j, (i, toks) in enumerate(zip(idxs, interp._tokens(idxs))):
+    for j, (i, toks) in enumerate(zip(idxs, interp.tokens(idxs))):
         for col, (l, m) in enumerate(cols):
             head = (f"{ifnone(m, interp.cam.method_used)} @ {interp._layer_name(ifnone(l, interp.cam.layer))}: "
                     if len(cols) > 1 else '')
             maps, t = cams[col][0][j], cams[col][1]
-            if maps.ndim == 1: yield toks, maps, head + view.item(interp, i, None if t is None else int(t[j]))
+            if not explains_several(t): yield toks, maps, head + view.item(interp, i, int(t[j]))
             else:
                 for c in range(len(maps)):
                     if t is None or t[j, c]:
                         yield toks, maps[c], f"{head}{view.item(interp, i, None)} | {view.panel(interp, i, c)}"
 
 @patch
-def _plot_text(self:CAMInterpretation, idxs, cams, cols, view, title, hide_special:bool=False, width:int=90, **kwargs):
-    "One panel per review (and per compared layer/method): its tokens shaded by the map"
+def _plot_text(self:CAMInterpretation, idxs, cams, cols, view, title, alpha, cmap, nrows, figsize,
+               hide_special:bool=False, width:int=90, **kwargs):
+    "One panel per review (and per compared layer/method): its tokens shaded by the map (the image options unused)"
     panels = list(_token_panels(self, idxs, cams, cols, view))
     rows = [1 + sum(len(str(t)) + 1 for t in toks) // width for toks, _, _ in panels]
     fig, axs = plt.subplots(len(panels), 1, figsize=(width * 0.11, sum(0.35 * r + 0.6 for r in rows)),
@@ -453,14 +462,14 @@ def html_cam(self:CAMInterpretation,
              k:int=5, # Number of reviews, by loss (without labels: least sure predictions first)
              largest:bool=True, # Largest or smallest losses (without labels: least or most sure)
              idxs:list|None=None, # Reviews to show instead of the top losses
-             target=None, # Class to explain; default the interpretation's
+             target=None, # As `target` (see `CAM_PARAMS`); `None`: the interpretation's
              hide_special:bool=False, # Leave out fastai's special tokens
             ):
     "A text learner's reviews with each token shaded by its map, as HTML for a notebook"
     from IPython.display import HTML
+    if not self.model_kind.tokens: raise ValueError("html_cam shows the token maps of a text learner; use plot_cam")
     if idxs is None: idxs = self._ranked(k, largest)
     idxs = [int(i) for i in (idxs.tolist() if isinstance(idxs, Tensor) else idxs)]
     cams, view = [self.item_cams(idxs, None, None, target)], self._view()
-    if not isinstance(cams[0][0], list): raise ValueError("html_cam shows the token maps of a text learner; use plot_cam")
     return HTML(''.join(text_cam_html(toks, m, hide_special, t)
                         for toks, m, t in _token_panels(self, idxs, cams, [(None, None)], view)))

@@ -146,13 +146,13 @@ def cam_report(self:CAMInterpretation,
     """One row per method: deletion/insertion AUC, average drop, increase in confidence, pointing games, time per item.
     Every score explains the predicted class (`interp.decoded`), so none needs labels: items of a `test_dl` without
     labels are scored alike. The pointing games need `boxes` (the only ground truth they use)"""
-    for m in methods: check_method(m)
+    for m in methods: get_method(m)
     baseline_input(torch.zeros(1, 1, 2, 2), baseline)  # fail early on a bad baseline
     n_all = len(self.dl.items)
     if boxes is not None and len(boxes) != n_all:
         raise ValueError(f"Got {len(boxes)} boxes or masks for the {n_all} items of interp.dl: give one per item")
     n = n_all if max_items is None else min(max_items, n_all)
-    dl = self.learn.dls.test_dl(self._items(slice(0, n)), with_labels=self.has_labels, bs=batch_size)
+    dl = self.learn.dls.test_dl(self.items_at(slice(0, n)), with_labels=self.has_labels, bs=batch_size)
     x = torch.cat([b[0] for b in dl])
     x = x.as_subclass(Tensor)
     model, layer, t = self.learn.model, self.cam.layer_name, self.decoded[:n].to(x.device)
@@ -163,8 +163,8 @@ def cam_report(self:CAMInterpretation,
         start = time.perf_counter()
         try: maps = torch.cat([cam_maps(model, xb, layer, tb, m, batch_size, self.cam.reshape) for xb, tb in
                                zip(x.split(batch_size), t.split(batch_size))])
-        except ValueError as e:
-            if m != 'cam': raise
+        except ValueError as e:  # a head that plain CAM cannot use: say so in the table
+            if not get_method(m).head: raise
             rows.append(dict(method=m, note='not applicable: ' + str(e).split(', but ')[-1].split('. ')[0])); continue
         row['sec_per_item'] = (time.perf_counter() - start) / n
         curves = [perturbation_curves(model, x, maps, t, mode, steps, baseline, batch_size)

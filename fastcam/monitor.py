@@ -10,9 +10,9 @@ import random, numpy as np
 from contextlib import contextmanager
 from pathlib import Path
 from fastai.basics import *
-from .core import inference_state
+from .core import inference_state, take_items, shared_docs
 from .metrics import pointing_game
-from .callback import CAMCallback, _take
+from .callback import CAMCallback, model_kind
 from .interpret import show_cam_overlay, show_text_cam
 
 # %% auto #0
@@ -30,14 +30,14 @@ def rng_preserved():
         if cuda is not None: torch.cuda.set_rng_state_all(cuda)
 
 # %% ../nbs/07_monitor.ipynb #616ef9da
+@shared_docs
 class CAMMonitor(Callback):
     "Record the maps of fixed `items` before training and after every `every` epochs, leaving training untouched"
     order = 55  # after the Recorder and TensorBoardCallback (which opens its writer in before_fit)
     def __init__(self, items, # Items to watch: files, or anything `learn.dls.test_dl` takes
                  every:int=1, # Record after every `every` epochs
-                 layer=None, # Layer to hook; default: `body_layer`
-                 method:str|None=None, # A method of `CAM_METHODS` or `TOKEN_METHODS`; default: the model kind's
-                 target='actual', # `'actual'` (the items' labels), `'pred'`, or a class index
+                 layer=None, method:str|None=None,
+                 target='actual', # As `target` (see `CAM_PARAMS`); here `'actual'` by default, the items' labels
                  save_dir:str|Path|None=None, # Write a PNG per record here, and `cam_history.gif` after `fit`
                 ):
         if not isinstance(every, int) or every < 1: raise ValueError(f"every must be a positive int, not {every!r}")
@@ -51,7 +51,7 @@ class CAMMonitor(Callback):
     def history(self)->Tensor|list:
         "The recorded maps, `(records, items, h, w)`; for text, a list per record of one map per item over its tokens"
         if not self.maps: raise ValueError("Nothing recorded yet: the monitor records when fit starts")
-        return self.maps if isinstance(self.maps[0], list) else torch.stack(self.maps)
+        return self.maps if self.tokens else torch.stack(self.maps)
 
     def _prepare(self):
         "The watched items' batch (validation transforms, with labels when they have them) and decoded images"
@@ -65,25 +65,23 @@ class CAMMonitor(Callback):
         # A text DataLoader sorts by length (fastai's SentenceEncoder needs that order): the batch keeps it, and the
         # maps, probabilities and images are put back in the items' order
         self._order = tensor(dl.get_idxs()).argsort()
+        self.tokens = model_kind(self.model).tokens  # text: one map per item over its own tokens, drawn as tokens
         self._batch, self._n_inp = tuple(o.as_subclass(Tensor) for o in b), dl.n_inp
         images = [o[0] for o in dl.decode_batch(b, max_n=n)]
         self._images = [images[i] for i in self._order]
 
-    def _record(self, epoch:int):
+    def _snapshot(self, epoch:int):
+        "Record the maps and probabilities of the watched items now, as of `epoch`"
         with rng_preserved():
             if self._batch is None: self._prepare()
             xb, yb = self._batch[:self._n_inp], self._batch[self._n_inp:]
-            self.cam.learn = self.learn
-            try:
-                with inference_state(self.model), torch.no_grad():
-                    self.cam._register(xb[0])
-                    pred = self.model(*xb)
-                    maps, t = self.cam.batch_maps(pred, xb, yb)
-            finally: self.cam._remove(); self.cam.hooks, self.cam.learn = None, None
+            with inference_state(self.model), torch.no_grad(), self.cam.hooked(self.learn, xb[0]):
+                pred = self.model(*xb)
+                maps, t = self.cam.batch_maps(pred, xb, yb)
         probs = (pred[0] if is_listy(pred) else pred).detach().float().softmax(-1).cpu()
         probs = probs.gather(1, t.cpu().long()[:, None])[:, 0] if t.ndim == 1 else probs.max(1)[0]
         o = self._order
-        self.maps.append(_take(maps, o))
+        self.maps.append(take_items(maps, o))
         self.probs.append(probs[o]); self.epochs.append(epoch)
         self._publish(epoch)
 
@@ -91,12 +89,12 @@ class CAMMonitor(Callback):
     def before_train(self):  # `get_preds` and `validate` run before_fit and after_epoch too: only `fit` trains
         if self._in_fit: return
         self._in_fit = True
-        if not self.maps: self._record(0)  # before any training: epoch 0
+        if not self.maps: self._snapshot(0)  # before any training: epoch 0
 
     def after_epoch(self):
         if not self._in_fit: return
         self._done += 1
-        if self._done % self.every == 0: self._record(self._done)
+        if self._done % self.every == 0: self._snapshot(self._done)
 
     def after_fit(self):
         if self._in_fit and self.save_dir is not None and len(self.maps) > 1:
@@ -107,13 +105,13 @@ class CAMMonitor(Callback):
 def _draw(monitor, i:int, j:int, ax, alpha=0.6, cmap='magma'):
     "Record `i` of item `j`: the map over the image, or (text) the tokens shaded by it"
     m, title = monitor.maps[i][j], f"epoch {monitor.epochs[i]}: {monitor.probs[i][j]:.2f}"
-    if m.ndim == 1: return show_text_cam(str(monitor._images[j]).split(' '), m, ax, title=title, width=36)
+    if monitor.tokens: return show_text_cam(str(monitor._images[j]).split(' '), m, ax, title=title, width=36)
     return show_cam_overlay(monitor._images[j], m, ax=ax, alpha=alpha, cmap=cmap, title=title)
 
 def _row_figure(monitor, i:int, alpha=0.6, cmap='magma'):
     "One record: the items in a row, each with its map"
     n = len(monitor._images)
-    fig, axs = plt.subplots(1, n, figsize=(2.6 * n if monitor.maps[i][0].ndim > 1 else 4 * n, 3), squeeze=False)
+    fig, axs = plt.subplots(1, n, figsize=(4 * n if monitor.tokens else 2.6 * n, 3), squeeze=False)
     for j, ax in enumerate(axs[0]): _draw(monitor, i, j, ax, alpha, cmap)
     return fig
 
@@ -155,7 +153,7 @@ def plot_history(self:CAMMonitor,
     "One row per item, one column per record (titled with epoch and probability); the pointing game per record below"
     hist, n_rec, n = self.history, len(self.maps), len(self._images)
     gt = boxes if boxes is not None else masks
-    text = isinstance(hist, list)
+    text = self.tokens
     if text and gt is not None: raise ValueError("boxes= and masks= are for images; this monitor watches texts")
     fig = plt.figure(figsize=((4 if text else 2.4) * n_rec, 2.6 * n + (2.2 if gt is not None else 0)))
     rows = n + (1 if gt is not None else 0)

@@ -16,7 +16,8 @@ from fastai.vision.all import *
 
 # %% auto #0
 __all__ = ['is_cat', 'synth_pets', 'item_boxes', 'trimap_masks', 'RecipeError', 'check_pets_folder', 'pets_images', 'pets_dls',
-           'find_arch', 'EpochLines', 'pets_recipe', 'summary', 'pets_cli']
+           'find_arch', 'EpochLines', 'plain_epochs', 'recipe_accuracy', 'finish_recipe', 'one_line_errors',
+           'pets_recipe', 'summary', 'pets_cli']
 
 # %% ../nbs/04_pets.ipynb #cd85900a
 def is_cat(x:str)->bool: return x[0].isupper()
@@ -91,7 +92,7 @@ def trimap_masks(items:list, # PETS image files, e.g. `dl.items`
     return torch.from_numpy(np.stack(masks))
 
 # %% ../nbs/04_pets.ipynb #6ab44b7b
-from .core import find_layer, check_method, cam_head, SCORECAM_NEEDS_INPUT
+from .core import find_layer, get_method, cam_head
 from .interpret import CAMInterpretation
 from .metrics import pointing_game, energy_pointing_game
 from .monitor import CAMMonitor
@@ -167,13 +168,36 @@ class EpochLines(Callback):
               flush=True)
     def after_fit(self): self.learn.logger = self._old_logger
 
-def _epoch_lines(learn, on:bool):
+def plain_epochs(learn:Learner, on:bool)->contextlib.AbstractContextManager:
     "Context in which `learn` shows `EpochLines` instead of progress bars, if `on`"
     if not on: return contextlib.nullcontext()
     stack = contextlib.ExitStack()
     stack.enter_context(learn.removed_cbs(learn.cbs.filter(lambda cb: isinstance(cb, ProgressCallback))))
     stack.enter_context(learn.added_cbs(EpochLines()))
     return stack
+
+def recipe_accuracy(interp:CAMInterpretation)->float:
+    "The share of the interpretation's items whose decoded prediction is their label"
+    return (interp.decoded == interp.targs).float().mean().item()
+
+def finish_recipe(learn:Learner, # The trained learner
+                  out:Path, # The recipe's output folder
+                  metrics:dict, # What the recipe measured; `seconds` is added
+                  start:float, # `time.time()` when the recipe started
+                 )->dict:
+    "The recipes' common end: the learner exported to `out/learner.pkl`, the time taken, `out/metrics.json`"
+    learn.export(out/'learner.pkl')
+    metrics['seconds'] = round(time.time() - start, 1)
+    (out/'metrics.json').write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+@contextlib.contextmanager
+def one_line_errors(prog:str): # The command's name, as it starts the line
+    "Report a `RecipeError` as one line on stderr, `prog: error: ...`, and exit with status 2"
+    try: yield
+    except RecipeError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 def pets_recipe(path:Path, # Folder of images labelled like PETS
                 out:str|Path, # Folder for the learner, pictures and metrics
@@ -183,7 +207,7 @@ def pets_recipe(path:Path, # Folder of images labelled like PETS
                 bs:int=64, # Batch size
                 pretrained:bool=True, # Start from pretrained weights
                 layer:str|None=None, # Layer for the maps; default: the body, `model[0]`
-                method:str='gradcam', # One of `CAM_METHODS` (except `'scorecam'`)
+                method:str='gradcam', # A method of `CAM_METHODS` that runs inside `get_preds` (not `'scorecam'`)
                 lr:float=3e-3, # Learning rate when training from scratch
                 num_workers:int|None=None, # DataLoader workers
                 seed:int=42, # Seed for initialisation and shuffling (the split keeps the book's seed 21)
@@ -191,8 +215,7 @@ def pets_recipe(path:Path, # Folder of images labelled like PETS
                 monitor:int=0, # Watch the maps of this many validation items form during training (`CAMMonitor`)
                )->tuple:
     "Train the book's cat/dog model, map it, score the maps; write the results to `out`; return `(learn, interp, metrics)`"
-    try:
-        if check_method(method) == 'scorecam': raise ValueError(SCORECAM_NEEDS_INPUT)
+    try: get_method(method).check_in_pass()
     except ValueError as e: raise RecipeError(f"--method: {e}") from None
     out = Path(out).resolve(); out.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -203,12 +226,12 @@ def pets_recipe(path:Path, # Folder of images labelled like PETS
     except ValueError as e: raise RecipeError(f"--layer: {e}") from None
     watch = None if not monitor else CAMMonitor(dls.valid_ds.items[:monitor], layer=layer, method=method,
                                                 save_dir=out/'monitor')
-    with _epoch_lines(learn, epoch_lines):
+    with plain_epochs(learn, epoch_lines):
         with learn.added_cbs(L(watch)):
             if pretrained: learn.fine_tune(epochs)
             else: learn.fit_one_cycle(epochs, lr)
         interp = CAMInterpretation.from_learner(learn, layer=layer, method=method)
-        acc = (interp.decoded == interp.targs).float().mean().item()
+        acc = recipe_accuracy(interp)
         metrics = dict(arch=arch, epochs=epochs, size=size, pretrained=pretrained, layer=layer, method=method,
                        seed=seed, monitor=monitor, n_train=len(dls.train_ds), n_valid=len(dls.valid_ds),
                        error_rate=1 - acc, accuracy=acc)
@@ -226,10 +249,7 @@ def pets_recipe(path:Path, # Folder of images labelled like PETS
             fig = watch.plot_history(**{} if gt is None else {'boxes' if kind == 'boxes' else 'masks': gt_watch})
             fig.savefig(out/'monitor.png', dpi=70, bbox_inches='tight')
         plt.close('all')
-    learn.export(out/'learner.pkl')
-    metrics['seconds'] = round(time.time() - start, 1)
-    (out/'metrics.json').write_text(json.dumps(metrics, indent=2))
-    return learn, interp, metrics
+    return learn, interp, finish_recipe(learn, out, metrics, start)
 
 # %% ../nbs/04_pets.ipynb #00c8a183
 def summary(metrics:dict, out:Path, source:str)->str:
@@ -266,7 +286,7 @@ def pets_cli(path:str=None, # Folder of PETS images; default: untar_data(URLs.PE
             ):
     "Train the fastbook cat/dog model and write its class activation maps, on real PETS or on synthetic pets"
     # progress bars in a terminal; in a log file (not a tty) one line per epoch instead of every redraw
-    try:
+    with one_line_errors('fastcam-pets'):
         size = size or (128 if synthetic else 224)
         images = pets_images(path, synthetic, out, size, n)
         arch = arch or ('resnet18' if synthetic else 'resnet34')
@@ -276,7 +296,4 @@ def pets_cli(path:str=None, # Folder of PETS images; default: untar_data(URLs.PE
         _, _, metrics = pets_recipe(images, out, arch, epochs or (6 if synthetic else 1), size,
                                     bs or (32 if synthetic else 64), pretrained, layer, method, seed=seed,
                                     epoch_lines=not sys.stdout.isatty(), monitor=monitor)
-    except RecipeError as e:
-        print(f"fastcam-pets: error: {e}", file=sys.stderr)
-        sys.exit(2)
     print(summary(metrics, Path(out), 'synthetic pets' if synthetic else str(images)))

@@ -13,7 +13,7 @@ from fastai.text.all import *
 from .core import TOKEN_METHODS, CAM_METHODS
 from .callback import CAMCallback
 from .interpret import CAMInterpretation
-from .pets import RecipeError, _epoch_lines
+from .pets import RecipeError, plain_epochs, recipe_accuracy, finish_recipe, one_line_errors
 
 # %% auto #0
 __all__ = ['FILLER_WORDS', 'POSITIVE_WORDS', 'NEGATIVE_WORDS', 'TEXT_METHODS', 'synth_reviews', 'text_pointing_game',
@@ -90,23 +90,20 @@ def text_recipe(out:str|Path, # Folder for the learner, the picture and the metr
     set_seed(seed)
     learn = text_classifier_learner(review_dls(df, bs, seed), AWD_LSTM, pretrained=False, metrics=accuracy,
                                     drop_mult=0.5)
-    with _epoch_lines(learn, epoch_lines):
+    with plain_epochs(learn, epoch_lines):
         learn.fit_one_cycle(epochs, lr)
         interp = CAMInterpretation.from_learner(learn, method=method)
-        acc = (interp.decoded == interp.targs).float().mean().item()
+        acc = recipe_accuracy(interp)
         metrics = dict(source='synthetic' if synthetic else 'data frame', n_train=len(learn.dls.train_ds),
                        n_valid=len(learn.dls.valid_ds), epochs=epochs, accuracy=acc, method=interp.cam.method_used)
         if synthetic: metrics['pointing_game'] = method_pointing(learn, interp, TEXT_METHODS)
         fig = interp.plot_cam(k=6)
         fig.savefig(out/'text_cams.png', dpi=90, bbox_inches='tight'); plt.close(fig)
-    learn.export(out/'learner.pkl')
-    metrics['seconds'] = round(time.time() - start, 1)
-    (out/'metrics.json').write_text(json.dumps(metrics, indent=2))
-    return learn, interp, metrics
+    return learn, interp, finish_recipe(learn, out, metrics, start)
 
 def method_pointing(learn, interp, methods=TEXT_METHODS)->dict:
     "The text pointing game of each method on `interp`'s reviews, each from one `get_preds` pass"
-    tokens, res = interp._tokens(range(len(interp.losses))), {}
+    tokens, res = interp.tokens(range(len(interp.losses))), {}
     for m in methods:
         cb = CAMCallback(method=m)
         learn.get_preds(dl=interp.dl, cbs=cb)
@@ -123,12 +120,9 @@ def text_cli(synthetic:store_true=False, # Use the synthetic reviews (offline); 
              out:str='fastcam_text', # Output folder
             ):
     "Train a fastai text classifier and show which words drove its predictions, on IMDB or on synthetic reviews"
-    try:
+    with one_line_errors('fastcam-text'):
         df = None if synthetic else imdb_reviews()
         _, _, m = text_recipe(out, df, n, epochs, seed=seed, method=method, epoch_lines=not sys.stdout.isatty())
-    except RecipeError as e:
-        print(f"fastcam-text: error: {e}", file=sys.stderr)
-        sys.exit(2)
     print(f"fastcam-text: AWD-LSTM from scratch, {m['epochs']} epochs on {m['source']} reviews "
           f"({m['n_train']} train / {m['n_valid']} valid): accuracy {m['accuracy']:.4f}")
     if 'pointing_game' in m:

@@ -1,5 +1,6 @@
-import tempfile, pytest, torch
-from fastai.vision.all import ImageDataLoaders, get_image_files, vision_learner, resnet18, error_rate, set_seed
+import tempfile, numpy as np, pytest, torch
+from fastai.vision.all import (ImageDataLoaders, get_image_files, vision_learner, resnet18, error_rate, set_seed,
+                               Callback)
 from fastcam.pets import synth_pets, is_cat
 
 torch.set_num_threads(2)
@@ -24,3 +25,34 @@ def fresh(pets_path):
     "A fresh untrained learner for tests that change it"
     set_seed(0)
     return vision_learner(make_dls(pets_path), resnet18, metrics=error_rate, pretrained=False)
+
+# Helpers shared by several test modules
+
+def no_hooks(model):
+    return all(not m._forward_hooks and not m._backward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+class Boom(Callback):
+    "Raises in `after_pred`, before `CAMCallback` gets to compute"
+    order = -20
+    def after_pred(self): raise RuntimeError('boom')
+
+def panel(fig, ax):
+    "RGB pixels of the image drawn on `ax`, read back from the rendered figure"
+    fig.canvas.draw()
+    buf = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(float)
+    bb, H = ax.get_images()[0].get_window_extent(), buf.shape[0]
+    return buf[int(H - bb.y1) + 1:int(H - bb.y0) - 1, int(bb.x0) + 1:int(bb.x1) - 1]
+
+def quadrants(px):
+    "Mean brightness of the inner part of each quadrant: top-left, top-right, bottom-left, bottom-right"
+    h, w = px.shape[:2]
+    rows, cols = [(int(.05 * h), int(.4 * h)), (int(.6 * h), int(.95 * h))], [(int(.05 * w), int(.4 * w)), (int(.6 * w), int(.95 * w))]
+    return [px[r0:r1, c0:c1].mean() for r0, r1 in rows for c0, c1 in cols]
+
+def hot_top_left(h, w):
+    m = torch.zeros(h, w); m[:h // 2, :w // 2] = 1.
+    return m
+
+def assert_top_left_hot(px):
+    tl, tr, bl, br = quadrants(px)
+    assert tl > 140 and max(tr, bl, br) < 100, (tl, tr, bl, br)

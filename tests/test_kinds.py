@@ -8,7 +8,7 @@ from fastcam.callback import CAMCallback, task_kind
 from fastcam.core import cam_maps
 from fastcam.interpret import CAMInterpretation
 from fastcam.shapes import synth_shapes, shapes_dls
-from test_lifecycle import no_hooks
+from conftest import no_hooks
 
 @pytest.fixture(scope='module')
 def shapes_path(tmp_path_factory):

@@ -3,15 +3,7 @@ import pytest, torch, torch.nn as nn
 from fastai.vision.all import Callback, CancelBatchException, set_seed, load_learner, vision_learner, resnet18
 from fastcam.core import cam_maps, cam_head, CAMHook
 from fastcam.callback import CAMCallback
-from conftest import make_dls
-
-def no_hooks(model):
-    return all(not m._forward_hooks and not m._backward_hooks and not m._forward_pre_hooks for m in model.modules())
-
-class Boom(Callback):
-    "Raises in `after_pred`, before `CAMCallback` gets to compute"
-    order = -20
-    def after_pred(self): raise RuntimeError('boom')
+from conftest import make_dls, no_hooks, Boom
 
 class BoomInForward(nn.Module):
     def forward(self, x): raise RuntimeError('boom in forward')

@@ -4,27 +4,7 @@ import numpy as np, pytest, torch
 from fastai.vision.all import ImageDataLoaders, get_image_files, Resize, vision_learner, resnet18, set_seed, TensorImage
 from fastcam.pets import is_cat
 from fastcam.interpret import CAMInterpretation, show_cam_overlay
-
-def panel(fig, ax):
-    "RGB pixels of the image drawn on `ax`, read back from the rendered figure"
-    fig.canvas.draw()
-    buf = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(float)
-    bb, H = ax.get_images()[0].get_window_extent(), buf.shape[0]
-    return buf[int(H - bb.y1) + 1:int(H - bb.y0) - 1, int(bb.x0) + 1:int(bb.x1) - 1]
-
-def quadrants(px):
-    "Mean brightness of the inner part of each quadrant: top-left, top-right, bottom-left, bottom-right"
-    h, w = px.shape[:2]
-    rows, cols = [(int(.05 * h), int(.4 * h)), (int(.6 * h), int(.95 * h))], [(int(.05 * w), int(.4 * w)), (int(.6 * w), int(.95 * w))]
-    return [px[r0:r1, c0:c1].mean() for r0, r1 in rows for c0, c1 in cols]
-
-def hot_top_left(h, w):
-    m = torch.zeros(h, w); m[:h // 2, :w // 2] = 1.
-    return m
-
-def assert_top_left_hot(px):
-    tl, tr, bl, br = quadrants(px)
-    assert tl > 140 and max(tr, bl, br) < 100, (tl, tr, bl, br)
+from conftest import panel, hot_top_left, assert_top_left_hot
 
 @pytest.mark.parametrize('hw', [(64, 64), (96, 160), (160, 96)])
 def test_overlay_alignment(hw):

@@ -8,7 +8,7 @@ from fastai.text.all import text_classifier_learner, AWD_LSTM, set_seed, Tensor
 from fastcam.callback import CAMCallback
 from fastcam.interpret import CAMInterpretation
 from fastcam.text import synth_reviews, review_dls
-from test_lifecycle import Boom, no_hooks
+from conftest import Boom, no_hooks
 
 @pytest.fixture(scope='module')
 def text_learn():

@@ -37,6 +37,12 @@ def new_items(learn):
     "The validation items (files, or the rows of a DataFrame), given to test_dl as new items would be: no labels"
     return learn.dls.valid.items
 
+def decided_probability(interp):
+    "The model's probability of the decision fastai decoded, per item: the mean over its labels or pixels"
+    p, d = interp.preds, interp.decoded
+    if d.dtype == torch.bool: return torch.where(d, p, 1 - p).flatten(1).mean(1)  # each label decided on its own
+    return p.gather(1, d.long().unsqueeze(1)).flatten(1).mean(1)  # one class per item, or per pixel
+
 def close(a, b):
     if isinstance(a, list):
         for x, y in zip(a, b): torch.testing.assert_close(x, y)
@@ -62,10 +68,8 @@ def test_plot_cam_least_sure_first_and_titles(pair):
     "Least sure first by default, most sure with largest=False, idxs= picks; titles carry no label and no loss"
     kind, blind, known = pair
     n = len(blind.preds)
-    if kind == 'regression': doubt = blind.preds[:, 0]  # no probability: the largest predictions first
-    elif kind == 'multi-label': doubt = 1 - torch.maximum(blind.preds, 1 - blind.preds).mean(1)
-    elif kind == 'segmentation': doubt = 1 - blind.preds.max(1)[0].flatten(1).mean(1)
-    else: doubt = 1 - blind.preds.max(1)[0]
+    # no probability for a regression: the largest predictions first; else the least likely decisions first
+    doubt = blind.preds[:, 0] if kind == 'regression' else 1 - decided_probability(blind)
     order = doubt.argsort(descending=True).tolist()
     assert blind._ranked(3) == order[:3] and blind._ranked(3, largest=False) == order[::-1][:3]
     for fig in (blind.plot_cam(k=3), blind.plot_cam(idxs=[1, 0])):

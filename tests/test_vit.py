@@ -9,8 +9,8 @@ from fastcam.core import cam_maps, TokenGrid, channels_last
 from fastcam.callback import CAMCallback, body_layer
 from fastcam.interpret import CAMInterpretation
 from fastcam.pets import is_cat
-from test_lifecycle import Boom, no_hooks
-from test_pictures import panel, hot_top_left, assert_top_left_hot
+from conftest import Boom, no_hooks
+from conftest import panel, hot_top_left, assert_top_left_hot
 
 ARCHS = {'vit_tiny_patch16_224': (1, 14), 'deit_tiny_distilled_patch16_224': (2, 14), 'eva02_tiny_patch14_224': (1, 16)}
 
