@@ -239,9 +239,9 @@ class CAMCallback(HookCallback):
         if kind.chunked is not None:
             chunked, n = kind.chunked(net)
             if any(layer is m for m in chunked.modules()):
-                raise ValueError(f"Layer {self.layer_name!r} is inside the model's {type(chunked).__name__}, which runs "
-                                 f"once per chunk of {n} tokens, so several times per forward on longer texts: hook "
-                                 f"the encoder itself, learn.model[0] (the default)")
+                raise ValueError(f"Layer {self.layer_name!r} is inside the text encoder's recurrent module, which runs "
+                                 f"once per bptt chunk ({n} tokens), so several times per forward on longer texts: "
+                                 f"hook the encoder itself, learn.model[0] (the default)")
         reshape = self.reshape if self.reshape is not None or self.layer is not None else kind.layout
         self.cam_hook = CAMHook(net, layer, self.method_used, reshape)
 
@@ -285,19 +285,6 @@ class CAMCallback(HookCallback):
         maps, t, lengths = self._batch(pred, xb, yb)
         return _per_item(maps, lengths), t
 
-    def _gather(self, maps:Tensor, t:Tensor|None, lengths:Tensor|None)->tuple:
-        "This batch of every rank, through fastai's own `to_detach` (all-gather, padding dropped), with item positions"
-        dl = self.dl  # each rank reads `n_padded // world_size` items from `rank * n_padded // world_size` on
-        pos = dl.rank * dl.n_padded // dl.world_size + dl.i - len(maps) + torch.arange(len(maps), device=maps.device)
-        if lengths is not None:  # token maps: padded to the longest batch on any rank, as ranks must gather one shape
-            longest = tensor(maps.shape[-1], device=maps.device)
-            torch.distributed.all_reduce(longest, torch.distributed.ReduceOp.MAX)
-            maps = F.pad(maps, (0, int(longest) - maps.shape[-1]))
-        parts = {k: v for k, v in dict(maps=maps, t=t, lengths=lengths, pos=pos).items() if v is not None}
-        got = self.learn.to_detach(parts, cpu=False)  # (fastai's unpadding needs tensors: no `None` in there)
-        self._pos.append(got['pos'].cpu())
-        return got['maps'], got.get('t'), got.get('lengths')
-
     def _token_maps(self, kind:ModelKind, rec:CAMMethod, pred:Tensor, target, x:Tensor)->tuple:
         "Maps of a method that passes over this batch's tokens"
         net, x, t = self._net(), x.as_subclass(Tensor), resolve_targets(target, pred)
@@ -309,7 +296,7 @@ class CAMCallback(HookCallback):
         if self._maps is None: return
         self._remove()
         if not self._maps: raise ValueError("The DataLoader gave no batches, so there are no maps: check its items")
-        maps = [m for b in self._maps for m in b] if isinstance(self._maps[0], list) else torch.cat(self._maps)
+        maps = [m for b in self._maps for m in b] if model_kind(self._net()).tokens else torch.cat(self._maps)
         targs = None if self._targs[0] is None else torch.cat(self._targs).cpu()
         # Position of each map's item in the order the DataLoader reads them; under `distrib_ctx` fastai gathers
         # batch by batch, so the ranks' slices come interleaved
@@ -325,15 +312,6 @@ class CAMCallback(HookCallback):
         self.maps, self.targets, self.item_idxs = maps, targs, items
         self._maps = self._targs = self._pos = None
 
-    def to_item_order(self)->Tensor:
-        "Put `maps`, `targets` and `item_idxs` in the order of the DataLoader's items; return that permutation"
-        if self.item_idxs is None:
-            raise ValueError("The items' order is unknown after a pass over a shuffled DataLoader: use "
-                             "learn.get_preds, which reads it in a fixed order, or dl.new(shuffle=False)")
-        o = self.item_idxs.argsort()
-        self.maps, self.targets, self.item_idxs = (take_items(x, o) for x in (self.maps, self.targets, self.item_idxs))
-        return o
-
     def after_fit(self):
         self._remove()
         self._maps = self._targs = self._pos = None
@@ -341,3 +319,28 @@ class CAMCallback(HookCallback):
     def __repr__(self):
         return (f"CAMCallback(layer={self.layer!r}, method={self.method!r}, target={self.target!r}"
                 + ('' if self.reshape is None else f", reshape={self.reshape!r}") + ')')
+
+# %% ../nbs/01_callback.ipynb #7c2e90b4
+@patch
+def _gather(self:CAMCallback, maps:Tensor, t:Tensor|None, lengths:Tensor|None)->tuple:
+    "This batch of every rank, through fastai's own `to_detach` (all-gather, padding dropped), with item positions"
+    dl = self.dl  # each rank reads `n_padded // world_size` items from `rank * n_padded // world_size` on
+    pos = dl.rank * dl.n_padded // dl.world_size + dl.i - len(maps) + torch.arange(len(maps), device=maps.device)
+    if lengths is not None:  # token maps: padded to the longest batch on any rank, as ranks must gather one shape
+        longest = tensor(maps.shape[-1], device=maps.device)
+        torch.distributed.all_reduce(longest, torch.distributed.ReduceOp.MAX)
+        maps = F.pad(maps, (0, int(longest) - maps.shape[-1]))
+    parts = {k: v for k, v in dict(maps=maps, t=t, lengths=lengths, pos=pos).items() if v is not None}
+    got = self.learn.to_detach(parts, cpu=False)  # (fastai's unpadding needs tensors: no `None` in there)
+    self._pos.append(got['pos'].cpu())
+    return got['maps'], got.get('t'), got.get('lengths')
+
+@patch
+def to_item_order(self:CAMCallback)->Tensor:
+    "Put `maps`, `targets` and `item_idxs` in the order of the DataLoader's items; return that permutation"
+    if self.item_idxs is None:
+        raise ValueError("The items' order is unknown after a pass over a shuffled DataLoader: use "
+                         "learn.get_preds, which reads it in a fixed order, or dl.new(shuffle=False)")
+    o = self.item_idxs.argsort()
+    self.maps, self.targets, self.item_idxs = (take_items(x, o) for x in (self.maps, self.targets, self.item_idxs))
+    return o

@@ -396,11 +396,12 @@ def shared_docs(f:Callable)->Callable:
                                 ''.join(f"{n}\n    {CAM_PARAMS[n]}\n" for n in names))
     return f
 
-# %% ../nbs/00_core.ipynb #52a7262a
+# %% ../nbs/00_core.ipynb #3e8a1c60
 def explains_several(t:Tensor|None)->bool:
     "Whether a resolved target (`resolve_targets`) explains several classes per item: `'all'` (`None`) or a mask"
     return t is None or t.dtype == torch.bool
 
+# %% ../nbs/00_core.ipynb #52a7262a
 @shared_docs
 class CAMHook:
     "Capture `layer`'s activation in forward passes of `model`, and turn it into maps with `compute`"
@@ -496,6 +497,7 @@ class CAMHook:
     def __enter__(self): return self
     def __exit__(self, *args): self.remove()
 
+# %% ../nbs/00_core.ipynb #3e8a1c63
 def _explained(t:Tensor)->Tensor:
     "The classes a resolved target explains: one per item, or those that any item of a mask needs"
     return t.any(0).nonzero()[:, 0] if t.dtype == torch.bool else t

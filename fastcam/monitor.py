@@ -10,7 +10,7 @@ import random, numpy as np
 from contextlib import contextmanager
 from pathlib import Path
 from fastai.basics import *
-from .core import inference_state, take_items, shared_docs
+from .core import inference_state, take_items, shared_docs, explains_several
 from .metrics import pointing_game
 from .callback import CAMCallback, model_kind
 from .interpret import show_cam_overlay, show_text_cam
@@ -79,7 +79,7 @@ class CAMMonitor(Callback):
                 pred = self.model(*xb)
                 maps, t = self.cam.batch_maps(pred, xb, yb)
         probs = (pred[0] if is_listy(pred) else pred).detach().float().softmax(-1).cpu()
-        probs = probs.gather(1, t.cpu().long()[:, None])[:, 0] if t.ndim == 1 else probs.max(1)[0]
+        probs = probs.max(1)[0] if explains_several(t) else probs.gather(1, t.cpu().long()[:, None])[:, 0]
         o = self._order
         self.maps.append(take_items(maps, o))
         self.probs.append(probs[o]); self.epochs.append(epoch)

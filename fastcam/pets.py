@@ -146,14 +146,7 @@ def find_arch(name:str):
     raise RecipeError(f"Unknown --arch {name!r}: use a torchvision classification model or a fastai xresnet, e.g. "
                       f"resnet18, resnet34, resnet50, densenet121, xresnet18")
 
-# %% ../nbs/04_pets.ipynb #38011723
-def _gt(items, size):
-    "Object boxes (synthetic) or trimap masks (PETS) for `items`, or `None`"
-    items = list(items)
-    if items and (Path(items[0]).parent/'boxes.json').exists(): return 'boxes', item_boxes(items, (size, size))
-    masks = trimap_masks(items, size)
-    return (None, None) if masks is None else ('trimaps', masks)
-
+# %% ../nbs/04_pets.ipynb #0a5e3c72
 class EpochLines(Callback):
     "Print fastai's Recorder table one plain line per epoch (no progress bars): readable in a log file"
     order = ProgressCallback.order
@@ -198,6 +191,14 @@ def one_line_errors(prog:str): # The command's name, as it starts the line
     except RecipeError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         sys.exit(2)
+
+# %% ../nbs/04_pets.ipynb #38011723
+def _gt(items, size):
+    "Object boxes (synthetic) or trimap masks (PETS) for `items`, or `None`"
+    items = list(items)
+    if items and (Path(items[0]).parent/'boxes.json').exists(): return 'boxes', item_boxes(items, (size, size))
+    masks = trimap_masks(items, size)
+    return (None, None) if masks is None else ('trimaps', masks)
 
 def pets_recipe(path:Path, # Folder of images labelled like PETS
                 out:str|Path, # Folder for the learner, pictures and metrics
