@@ -160,6 +160,14 @@ def main(smoke=False, bs=16, mem_bs=64, size=224, repeats=5, out='benchmarks/RES
     pred = paired(lambda: learn.cam_predict(item), lambda: learn.predict(item), 4 * repeats)
     log(f"CAMInterpretation {fmt(cami)}, peer flow {fmt(peer)}, cam_predict {fmt(pred)}")
 
+    # 3a. Sanity checks of Grad-CAM on 16 items (cascading randomisation of every block, random logit) ÷ a plain
+    # get_preds of the same items
+    interp16 = CAMInterpretation.from_learner(learn, dl=dl)
+    items16 = learn.dls.test_dl(interp16.items_at(slice(0, 16)))
+    sanity = paired(lambda: interp16.sanity_checks(methods=['gradcam'], n=16), lambda: learn.get_preds(dl=items16),
+                    1 if smoke else 3)
+    log(f"sanity checks (gradcam, 16 items): {fmt(sanity)}")
+
     # 3b. CAMMonitor: a fit with 8 items watched every epoch (epoch 0 included) ÷ the same fit without it
     from fastcam.all import CAMMonitor
     mon_n, mon_epochs = (16, 1) if smoke else (256, 2)
@@ -243,6 +251,8 @@ def write_results(out, v):
          f"| `target='all'` (37 classes) ÷ single class, `model[0]` | ≤ 1.5× | {fmt(allr['0'])} {mark(allr['0'][1] <= 1.5)} | "
          f"peers: one pass per class (37×) |",
          f"| `target='all'` (37 classes) ÷ single class, `model[0][-2]` | reported | {fmt(allr['0.6'])} | |",
+         f"| `interp.sanity_checks(methods=['gradcam'], n=16)` (every block randomised in turn, random logit) ÷ "
+         f"`get_preds` of the same 16 items | reported | {fmt(v['sanity'])} | peers: no sanity checks |",
          f"| `learn.cam_predict(item)` ÷ `learn.predict(item)` | ≤ 1.2× | {fmt(v['pred'])} {mark(v['pred'][1] <= 1.2)} | |",
          f"| `fit` with `CAMMonitor` (8 items, every epoch and before training; {v['mon_epochs']} epochs on "
          f"{v['mon_n']} synthetic pets) ÷ `fit` without it | ≤ 1.05× | {fmt(v['mon'])} {mark(v['mon'][1] <= 1.05)} | "

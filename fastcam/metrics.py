@@ -7,12 +7,16 @@ Docs: https://fastcam.github.io/fastcam/metrics.html.md"""
 # %% ../nbs/03_metrics.ipynb #cde3bf1f
 from __future__ import annotations
 import time, torch, torch.nn as nn, torch.nn.functional as F
+from copy import deepcopy
+from typing import Callable
 from torch import Tensor
 from .core import *
 
 # %% auto #0
-__all__ = ['BASELINES', 'pointing_game', 'energy_pointing_game', 'baseline_input', 'perturbation_curves', 'curve_auc',
-           'deletion_auc', 'insertion_auc', 'average_drop', 'increase_in_confidence']
+__all__ = ['BASELINES', 'ROAD_ORDERS', 'SANITY_THRESHOLD', 'pointing_game', 'energy_pointing_game', 'baseline_input',
+           'perturbation_curves', 'curve_auc', 'deletion_auc', 'insertion_auc', 'average_drop',
+           'increase_in_confidence', 'noisy_linear_impute', 'road', 'sparseness', 'relevance_mass', 'relevance_rank',
+           'rank_correlation', 'ssim', 'cascade_blocks', 'model_randomisation', 'random_logit']
 
 # %% ../nbs/03_metrics.ipynb #48c10675
 def _at_input(maps, size): return upsample_maps(maps.detach().float(), size)
@@ -128,11 +132,217 @@ def increase_in_confidence(model:nn.Module, x:Tensor, maps:Tensor, target='pred'
     y, o = _kept_probs(model, x, maps, target, batch_size)
     return 100 * (o > y).float()
 
+# %% ../nbs/03_metrics.ipynb #6b1f0a02
+_NEIGHBOURS = torch.tensor([[1 / 12, 1 / 6, 1 / 12], [1 / 6, 0., 1 / 6], [1 / 12, 1 / 6, 1 / 12]])
+
+def noisy_linear_impute(x:Tensor, # Images `(n, c, H, W)`
+                        removed:Tensor, # Boolean `(n, H, W)`: the pixels to impute
+                        noise:float=0.01, # Standard deviation of the noise added to imputed pixels
+                        generator:torch.Generator|None=None, # For the noise; `None`: torch's global generator
+                        tol:float=1e-6, # Relative residual at which the solver stops
+                        max_iter:int=5000, # At most this many conjugate-gradient steps
+                       )->Tensor:
+    "`x` with each removed pixel the weighted mean of its neighbours (solved jointly), plus noise: ROAD's imputation"
+    n, c, H, W = x.shape
+    k = _NEIGHBOURS.to(x)[None, None]
+    u = removed[:, None].expand(-1, c, -1, -1).reshape(n * c, 1, H, W).to(x.dtype)
+    v = x.reshape(n * c, 1, H, W)
+    nbr = lambda t: F.conv2d(t, k, padding=1)  # the weighted sum of each pixel's neighbours inside the image
+    D = nbr(torch.ones_like(v))
+    M = lambda t: u * (D * t - nbr(t * u))  # symmetric positive definite on the removed pixels
+    b = u * nbr(v * (1 - u))
+    z, r = torch.zeros_like(v), b.clone()
+    p, rs, stop = r.clone(), (r * r).flatten(1).sum(1), tol ** 2 * (b * b).flatten(1).sum(1)
+    for _ in range(max_iter):
+        if (rs <= stop).all(): break
+        Mp = M(p)
+        a = (rs / (p * Mp).flatten(1).sum(1).clamp_min(1e-30)).view(-1, 1, 1, 1)
+        z, r = z + a * p, r - a * Mp
+        rs, old = (r * r).flatten(1).sum(1), rs
+        p = r + (rs / old.clamp_min(1e-30)).view(-1, 1, 1, 1) * p
+    out = torch.where(u > 0, z, v).reshape(n, c, H, W)
+    if noise: out = out + noise * removed[:, None] * torch.randn(out.shape, generator=generator, device=x.device,
+                                                                  dtype=x.dtype)
+    return out
+
+ROAD_ORDERS = ('morf', 'lerf', 'combined')
+
+def road(model:nn.Module, # Classifier returning `(n, n_classes)` logits
+         x:Tensor, # Input batch `(n, c, H, W)`
+         maps:Tensor, # Raw maps `(n, h, w)`, any resolution
+         target='pred', # `'pred'`, a class index, or one index per item
+         order:str='combined', # `'morf'` (most relevant removed first), `'lerf'` (least), or `'combined'`
+         percentiles:tuple=(10, 20, 30, 40, 50, 60, 70, 80, 90), # Thresholds of the map, in percent
+         noise:float=0.01, # Noise of the imputation
+         seed:int=0, # Seed of the noise: the same seed gives the same scores
+         batch_size:int=64, # Inputs per forward pass
+        )->Tensor:
+    """Per item, the change in class probability when the pixels above each percentile of the map (MoRF: lower is more
+    faithful) or below it (LeRF: higher is) are imputed, averaged over the percentiles; `'combined'` is
+    (LeRF − MoRF) / 2, higher is more faithful (pytorch-grad-cam's `ROADCombined`)"""
+    if order not in ROAD_ORDERS: raise ValueError(f"order must be one of {ROAD_ORDERS}, not {order!r}")
+    if any(not 0 < q < 100 for q in percentiles): raise ValueError(f"percentiles must lie in (0, 100): {percentiles}")
+    if len(maps) != len(x): raise ValueError(f"Got {len(maps)} maps for {len(x)} inputs: give one map per input")
+    if order == 'combined':
+        return (road(model, x, maps, target, 'lerf', percentiles, noise, seed, batch_size)
+                - road(model, x, maps, target, 'morf', percentiles, noise, seed, batch_size)) / 2
+    up = _at_input(maps, x.shape[-2:]).flatten(1) * (1 if order == 'morf' else -1)
+    g = torch.Generator(device=x.device).manual_seed(seed)
+    with inference_state(model), torch.no_grad():
+        t = _targets(model, x, target)
+        base, res = _probs(model, x, t, batch_size), []
+        for q in percentiles:
+            removed = (up >= torch.quantile(up, q / 100, dim=1, keepdim=True)).view(len(x), *x.shape[-2:])
+            res.append(_probs(model, noisy_linear_impute(x, removed, noise, g), t, batch_size) - base)
+    return torch.stack(res).mean(0)
+
+# %% ../nbs/03_metrics.ipynb #6b1f0a06
+def sparseness(maps:Tensor, # Maps `(n, ...)` (images or tokens), any resolution
+              )->Tensor:
+    "Per map, the Gini index of its absolute values: 0 when flat, towards 1 when one position holds it all"
+    a = maps.detach().float().flatten(1).abs().sort(1).values + 1e-7
+    n = a.shape[1]
+    k = torch.arange(1, n + 1, device=a.device, dtype=a.dtype)
+    return ((2 * k - n - 1) * a).sum(1) / (n * a.sum(1))
+
+def relevance_mass(maps:Tensor, # Raw maps `(n, h, w)` at any resolution
+                   gt:Tensor, # Boxes `(n, 4)` in input pixels or masks `(n, H, W)`
+                   size:tuple[int, int]|None=None, # Input `(H, W)`; needed with boxes
+                  )->Tensor:
+    "Share of each map's positive relevance (upsampled to the input) that lies on the object"
+    masks = gt_masks(gt, len(maps), size)
+    up = _at_input(maps, masks.shape[-2:]).clamp_min(0).flatten(1)
+    total = up.sum(1)
+    return torch.where(total > 0, (up * masks.flatten(1)).sum(1) / total.clamp_min(1e-12), torch.zeros_like(total))
+
+def relevance_rank(maps:Tensor, # Raw maps `(n, h, w)` at any resolution
+                   gt:Tensor, # Boxes `(n, 4)` in input pixels or masks `(n, H, W)`
+                   size:tuple[int, int]|None=None, # Input `(H, W)`; needed with boxes
+                  )->Tensor:
+    "Share of each map's K most relevant pixels (K: the object's size in pixels) that lie on the object"
+    masks = gt_masks(gt, len(maps), size)
+    up, inside = _at_input(maps, masks.shape[-2:]).flatten(1), masks.flatten(1)
+    k = inside.sum(1)
+    top = up.argsort(dim=1, descending=True, stable=True)
+    first_k = torch.arange(up.shape[1], device=up.device)[None] < k[:, None]
+    hits = (inside.gather(1, top) & first_k).sum(1).float()
+    return torch.where(k > 0, hits / k.clamp_min(1), torch.zeros_like(hits))
+
+# %% ../nbs/03_metrics.ipynb #7c2d0b02
+def _average_ranks(x:Tensor)->Tensor:
+    "1-based ranks of each row of `x`, ties sharing their mean rank"
+    s = x.sort(1).values
+    return (torch.searchsorted(s, x, right=False) + torch.searchsorted(s, x, right=True) + 1).float() / 2
+
+def rank_correlation(a:Tensor, # Maps `(n, ...)`
+                     b:Tensor, # Maps of the same items, the same shape
+                    )->Tensor:
+    "Spearman's rank correlation of each pair of maps; 0 for a constant map against a varying one, 1 for two constant"
+    a, b = a.detach().float().flatten(1).contiguous(), b.detach().float().flatten(1).contiguous()
+    ra, rb = _average_ranks(a), _average_ranks(b)
+    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
+    na, nb = ra.norm(dim=1), rb.norm(dim=1)
+    r = (ra * rb).sum(1) / (na * nb).clamp_min(1e-12)
+    flat_a, flat_b = na == 0, nb == 0
+    return torch.where(flat_a & flat_b, torch.ones_like(r), torch.where(flat_a | flat_b, torch.zeros_like(r), r))
+
+def ssim(a:Tensor, # Maps `(n, h, w)`
+         b:Tensor, # Maps of the same items
+         size:tuple[int, int]|None=None, # Compare at this size (bilinear upsampling); `None`: as they are
+         win:int=7, # Side of the uniform window
+        )->Tensor:
+    "Mean structural similarity of each pair of min-max normalised maps (scikit-image's `structural_similarity` defaults)"
+    if size is not None: a, b = upsample_maps(a, size), upsample_maps(b, size)
+    x, y = normalize_maps(a.detach().float())[:, None], normalize_maps(b.detach().float())[:, None]
+    w = min(win, *x.shape[-2:])
+    w -= 1 - w % 2  # odd
+    if w < 3: raise ValueError(f"SSIM needs maps of at least 3×3; these are {tuple(x.shape[-2:])}: pass size=")
+    k = torch.full((1, 1, w, w), 1 / w ** 2, device=x.device)
+    mean = lambda t: F.conv2d(t, k)  # windows inside the map only, as scikit-image averages them
+    ux, uy = mean(x), mean(y)
+    cov = w * w / (w * w - 1)  # sample covariance
+    vx, vy, vxy = cov * (mean(x * x) - ux ** 2), cov * (mean(y * y) - uy ** 2), cov * (mean(x * y) - ux * uy)
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    return ((2 * ux * uy + c1) * (2 * vxy + c2) / ((ux ** 2 + uy ** 2 + c1) * (vx + vy + c2))).flatten(1).mean(1)
+
+# %% ../nbs/03_metrics.ipynb #7c2d0b05
+def cascade_blocks(model:nn.Module)->list[str]:
+    "The names of `model`'s blocks from the output down, as the cascading randomisation re-initialises them"
+    res = []
+    def walk(m, name):
+        if isinstance(m, (nn.Sequential, nn.ModuleList)):
+            for n, c in m.named_children(): walk(c, f"{name}.{n}" if name else n)
+        elif next(m.parameters(), None) is not None: res.append(name)
+    walk(model, '')
+    return res[::-1] or ([''] if next(model.parameters(), None) is not None else [])
+
+def _randomise(module:nn.Module, seed:int):
+    "Re-initialise every parameter of `module`: each layer's own `reset_parameters`, else N(0, 0.02)"
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        done = set()
+        for m in module.modules():
+            if callable(getattr(m, 'reset_parameters', None)):
+                m.reset_parameters(); done.update(id(p) for p in m.parameters(recurse=False))
+        for p in module.parameters():
+            if id(p) not in done: p.normal_(0, 0.02)
+
+def _copy(model:nn.Module)->nn.Module:
+    "A deep copy of `model` with no hooks, or a `ValueError` that says why there is none"
+    try: m = deepcopy(unwrap_model(model))
+    except Exception as e:
+        raise ValueError(f"The randomisation check changes a deep copy of the model, and this {type(model).__name__} "
+                         f"cannot be copied ({type(e).__name__}: {e}): give it no attributes that deepcopy refuses "
+                         f"(open files, locks, generators)") from e
+    for sub in m.modules():
+        for hooks in (sub._forward_hooks, sub._forward_pre_hooks, sub._backward_hooks, sub._backward_pre_hooks):
+            hooks.clear()
+    return m
+
+def _similarity(a:Tensor, b:Tensor, size)->tuple[Tensor, Tensor]:
+    "Spearman and SSIM of two batches of maps (SSIM: 2-D maps only, else NaN)"
+    s = ssim(a, b, size) if a.ndim == 3 else torch.full((len(a),), float('nan'))
+    return rank_correlation(a, b), s
+
+def model_randomisation(model:nn.Module, # The trained model (not changed)
+                        maps_of:Callable, # `(model, targets) -> maps`, called on the model and on each randomised copy
+                        target:Tensor, # The class explained per item, `(n,)`: the intact model's prediction
+                        seed:int=0, # Seed of the re-initialisation
+                        size:tuple[int, int]|None=None, # SSIM at this size (the input's)
+                       )->tuple[list, Tensor, Tensor]:
+    "Blocks randomised in turn from the output down, and each step's Spearman and SSIM to the original maps `(steps, n)`"
+    ref, blocks = maps_of(model, target), cascade_blocks(unwrap_model(model))
+    if not blocks: raise ValueError(f"This {type(model).__name__} has no parameters to randomise")
+    m, rho, ss = _copy(model), [], []
+    for i, name in enumerate(blocks):
+        _randomise(m.get_submodule(name), seed + i)
+        r, s = _similarity(ref, maps_of(m, target), size)
+        rho.append(r); ss.append(s)
+    return blocks, torch.stack(rho), torch.stack(ss)
+
+def random_logit(model:nn.Module, maps_of:Callable, target:Tensor,
+                 n_classes:int, # How many classes the model scores
+                 seed:int=0, # Seed of the other classes' draw
+                 size:tuple[int, int]|None=None, # SSIM at this size (the input's)
+                )->tuple[Tensor, Tensor]:
+    "Spearman and SSIM between each item's map of `target` and that of a random other class"
+    if n_classes < 2: raise ValueError("The random-logit check needs a model that scores at least two classes")
+    g = torch.Generator().manual_seed(seed)
+    other = (target.cpu() + torch.randint(1, n_classes, (len(target),), generator=g)) % n_classes
+    return _similarity(maps_of(model, target), maps_of(model, other.to(target.device)), size)
+
 # %% ../nbs/03_metrics.ipynb #e6b0bfe3
 import pandas as pd, matplotlib.pyplot as plt
 from fastcore.basics import patch
+from fastcore.foundation import L
 from fastprogress.fastprogress import progress_bar
 from .interpret import CAMInterpretation
+
+@patch
+def _inputs(self:CAMInterpretation, n:int, bs:int=64)->Tensor:
+    "The model's inputs for the first `n` items of `self.dl`, as one batch"
+    dl = self.learn.dls.test_dl(self.items_at(slice(0, n)), with_labels=self.has_labels, bs=bs)
+    return torch.cat([b[0] for b in dl]).as_subclass(Tensor)
 
 @patch
 def cam_report(self:CAMInterpretation,
@@ -152,9 +362,7 @@ def cam_report(self:CAMInterpretation,
     if boxes is not None and len(boxes) != n_all:
         raise ValueError(f"Got {len(boxes)} boxes or masks for the {n_all} items of interp.dl: give one per item")
     n = n_all if max_items is None else min(max_items, n_all)
-    dl = self.learn.dls.test_dl(self.items_at(slice(0, n)), with_labels=self.has_labels, bs=batch_size)
-    x = torch.cat([b[0] for b in dl])
-    x = x.as_subclass(Tensor)
+    x = self._inputs(n, batch_size)
     model, layer, t = self.learn.model, self.cam.layer_name, self.decoded[:n].to(x.device)
     gt = None if boxes is None else gt_masks(torch.as_tensor(boxes)[:n], n, tuple(x.shape[-2:]))
     rows, self.report_curves = [], {}
@@ -195,4 +403,63 @@ def plot_report_curves(self:CAMInterpretation, figsize:tuple=(10, 4))->plt.Figur
         ax.set(title=name, xlabel='fraction of pixels', ylabel='class probability', ylim=(0, 1.02))
         ax.legend(fontsize='small')
     fig.tight_layout()
+    return fig
+
+# %% ../nbs/03_metrics.ipynb #8e3f1a02
+SANITY_THRESHOLD = 0.5
+
+@patch
+@shared_docs
+def sanity_checks(self:CAMInterpretation,
+                  methods:list|None=None, # Methods to check; `None`: the interpretation's
+                  layers:list|None=None, # Layers to check; `None`: the interpretation's
+                  n:int=16, # Check the first `n` items of `self.dl`
+                  seed:int=0, # Seed of the randomisation and of the other classes' draw
+                  threshold:float=SANITY_THRESHOLD, # A check passes when the mean Spearman correlation is below this
+                  batch_size:int=64)->pd.DataFrame:
+    """One row per method × layer: Spearman and SSIM of the maps after randomising the whole model, and between the
+    predicted and a random other class; `passes` when both correlations are below `threshold`"""
+    if self.model_kind.tokens:
+        raise ValueError("sanity_checks compares image maps; for a text learner, compare methods with the text "
+                         "pointing game (fastcam.text.method_pointing)")
+    if not -1 < threshold <= 1: raise ValueError(f"threshold is a Spearman correlation, in (-1, 1]; got {threshold}")
+    n_all = len(self.dl.items)
+    if not 1 <= n <= n_all: raise ValueError(f"n={n} items to check, but interp.dl has {n_all}: give 1 <= n <= {n_all}")
+    methods = [get_method(m).name for m in (L(methods) or [self.cam.method_used])]
+    names = [self._layer_name(l) for l in (L(layers) or [None])]
+    x, model = self._inputs(n, batch_size), self.learn.model
+    with inference_state(model), torch.no_grad(): scores = class_scores(model(x))
+    t, size = scores.argmax(1), tuple(x.shape[-2:])
+    rows, self.sanity_curves = [], {}
+    for name in names:
+        reshape = self.cam.reshape if name == self.cam.layer_name else None
+        for m in methods:
+            def maps_of(net, t, m=m, name=name):
+                return torch.cat([cam_maps(net, xb, name, tb, m, batch_size, reshape)
+                                  for xb, tb in zip(x.split(batch_size), t.split(batch_size))])
+            blocks, rho, ss = model_randomisation(model, maps_of, t, seed, size)
+            self.sanity_curves[m, name] = blocks, rho.mean(1)
+            rl, rls = (random_logit(model, maps_of, t, scores.shape[1], seed, size) if scores.shape[1] > 1 else
+                       (torch.full((n,), float('nan')),) * 2)
+            row = dict(method=m, layer=name, randomisation_spearman=rho[-1].mean().item(),
+                       randomisation_ssim=ss[-1].mean().item(), random_logit_spearman=rl.mean().item(),
+                       random_logit_ssim=rls.mean().item())
+            row['passes'] = row['randomisation_spearman'] < threshold and not row['random_logit_spearman'] >= threshold
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+@patch
+def plot_sanity_checks(self:CAMInterpretation, figsize:tuple=(8, 4))->plt.Figure:
+    "The mean Spearman correlation to the original maps at each step of the cascade, one line per method × layer"
+    curves = getattr(self, 'sanity_curves', None)
+    if not curves: raise ValueError("No sanity checks yet: run interp.sanity_checks() first")
+    fig, ax = plt.subplots(figsize=figsize)
+    for (m, name), (blocks, rho) in curves.items():
+        ax.plot(range(1, len(blocks) + 1), rho.cpu().numpy(), marker='o', label=f"{m} @ {name}")
+    blocks = next(iter(curves.values()))[0]
+    ax.set_xticks(range(1, len(blocks) + 1), blocks, rotation=60, fontsize='small')
+    ax.axhline(SANITY_THRESHOLD, color='grey', ls='--', lw=1)
+    ax.set(title='Cascading randomisation, from the output down', xlabel='blocks randomised up to',
+           ylabel='Spearman to the original maps', ylim=(-1.05, 1.05))
+    ax.legend(fontsize='small'); fig.tight_layout()
     return fig

@@ -6,7 +6,7 @@ Docs: https://fastcam.github.io/fastcam/text.html.md"""
 
 # %% ../nbs/06_text.ipynb #794959b0
 from __future__ import annotations
-import json, random, sys, time, warnings
+import random, sys, time, warnings
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
 from pathlib import Path
 from fastai.text.all import *
