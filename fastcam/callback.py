@@ -169,7 +169,6 @@ def _distributed(dl)->bool:
     return m is not None and isinstance(dl, m.DistributedDL)
 
 _TARGETS = "'pred', 'actual', 'all', a class index, or one index per item"
-_IN_PASS = MethodNames(lambda m: m.tokens is None and m.in_pass)  # what a model that takes no tokens can use
 
 @shared_docs
 class CAMCallback(HookCallback):
@@ -179,7 +178,7 @@ class CAMCallback(HookCallback):
     def __init__(self, layer:nn.Module|str|None=None, method:str|None=None, target:str|int|list|Tensor='pred',
                  reshape:Callable|None=None):
         super().__init__(modules=None, remove_end=True, detach=False, cpu=False)
-        if method is not None: get_method(method).check_in_pass()
+        if method is not None: get_method(method)  # a clear error now for a name that is not registered
         if isinstance(target, str) and target not in ('pred', 'actual', 'all'):
             raise ValueError(f"Unknown target {target!r}; use {_TARGETS}")
         store_attr('layer,method,target,reshape')
@@ -232,9 +231,12 @@ class CAMCallback(HookCallback):
         if rec.tokens is not None:
             if kind.embedding is None:
                 raise ValueError(f"method={rec.name!r} needs a model that takes tokens (a fastai text classifier); use "
-                                 f"one of {_IN_PASS}")
+                                 f"one of {CAM_METHODS}")
             self.layer_name = find_layer(net, kind.embedding(net))[0]  # the maps are over its outputs
             return
+        if rec.rerun is not None and kind.tokens:
+            raise ValueError(f"method={rec.name!r} masks the input image by each channel's map, which a text model "
+                             f"does not take: use one of {TOKEN_METHODS} or a gradient method")
         self.layer_name, layer = find_layer(net, self.hooked_layer(x))
         if kind.chunked is not None:
             chunked, n = kind.chunked(net)
@@ -277,7 +279,9 @@ class CAMCallback(HookCallback):
         kind, rec = model_kind(net), get_method(self.method_used)
         lengths = kind.lengths(net, xb[0]) if kind.tokens else None
         if rec.tokens is not None: maps, t = self._token_maps(kind, rec, pred1, target, xb[0])
-        else: maps, t = self.cam_hook.compute(pred, target, region=region, lengths=lengths)
+        else:  # a method that re-runs the model (Score-CAM) does it on masked copies of this batch, here
+            rerun = dict(x=xb[0].as_subclass(Tensor), model=net) if rec.rerun is not None else {}
+            maps, t = self.cam_hook.compute(pred, target, region=region, lengths=lengths, **rerun)
         return maps.float(), t, lengths
 
     def batch_maps(self, pred, xb:tuple, yb:tuple)->tuple:

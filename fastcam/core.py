@@ -107,19 +107,6 @@ class CAMMethod:
     tokens:Callable|None=None # `(model, x, embedding, t, lengths) -> (bs, L)`: passes over tokens, not a hook
     relu:bool=True # A ReLU ends the map
 
-    @property
-    def in_pass(self)->bool:
-        "Whether the maps come from the pass that makes the predictions (no re-runs of the model on masked inputs)"
-        return self.rerun is None
-
-    def check_in_pass(self)->CAMMethod:
-        "`self`, or a `ValueError` for a method that must run the model again"
-        if not self.in_pass:
-            raise ValueError(f"method={self.name!r} runs the model again on masked copies of the input, which cannot "
-                             f"happen inside a get_preds pass: use cam_maps(model, x, layer, method={self.name!r}) or "
-                             f"CAMInterpretation.cam_report")
-        return self
-
 _METHODS = {}
 
 class MethodNames(Sequence):
@@ -459,7 +446,9 @@ class CAMHook:
         """Maps `(bs, *spatial)` and the class per item; for `'all'` or a mask of targets, maps `(bs, n_classes,
         *spatial)` (zero where a class is not explained) and the mask (`None` for `'all'`)"""
         rec = self.cam_method
-        if not rec.in_pass and (x is None or model is None): rec.check_in_pass()
+        if rec.rerun is not None and (x is None or model is None):
+            raise ValueError(f"method={rec.name!r} runs the model again on masked copies of the input: pass x= (the "
+                             f"batch) and model= to compute")
         if self.act is None:
             raise RuntimeError(f"Layer {self.name!r} did not run in the forward pass, so there is no activation to "
                                f"map: pick a layer that the model's forward uses")

@@ -208,7 +208,7 @@ def pets_recipe(path:Path, # Folder of images labelled like PETS
                 bs:int=64, # Batch size
                 pretrained:bool=True, # Start from pretrained weights
                 layer:str|None=None, # Layer for the maps; default: the body, `model[0]`
-                method:str='gradcam', # A method of `CAM_METHODS` that runs inside `get_preds` (not `'scorecam'`)
+                method:str='gradcam', # One of `CAM_METHODS`
                 lr:float=3e-3, # Learning rate when training from scratch
                 num_workers:int|None=None, # DataLoader workers
                 seed:int=42, # Seed for initialisation and shuffling (the split keeps the book's seed 21)
@@ -216,7 +216,7 @@ def pets_recipe(path:Path, # Folder of images labelled like PETS
                 monitor:int=0, # Watch the maps of this many validation items form during training (`CAMMonitor`)
                )->tuple:
     "Train the book's cat/dog model, map it, score the maps; write the results to `out`; return `(learn, interp, metrics)`"
-    try: get_method(method).check_in_pass()
+    try: get_method(method)
     except ValueError as e: raise RecipeError(f"--method: {e}") from None
     out = Path(out).resolve(); out.mkdir(parents=True, exist_ok=True)
     start = time.time()

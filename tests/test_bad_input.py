@@ -24,10 +24,12 @@ def test_unknown_method(model):
     with pytest.raises(ValueError, match=r"choose one of \('cam', 'gradcam'"): cam_maps(model, x, '0', method='grad')
     with pytest.raises(ValueError, match='gradcam'): CAMCallback(method='grad')
 
-def test_scorecam_outside_get_preds(trained):
-    from fastcam.interpret import CAMInterpretation
-    with pytest.raises(ValueError, match='cannot happen inside a get_preds pass'): CAMCallback(method='scorecam')
-    with pytest.raises(ValueError, match='cam_maps'): CAMInterpretation.from_learner(trained, method='scorecam')
+def test_scorecam_needs_the_batch_outside_fastai(model):
+    "CAMCallback gives Score-CAM its batch (tests/test_scorecam.py); a hook used by hand must be given it too"
+    from fastcam.core import CAMHook
+    with CAMHook(model, '0', 'scorecam') as hook:
+        with torch.no_grad(): out = model(x)
+        with pytest.raises(ValueError, match='pass x= .* and model='): hook.compute(out)
 
 def test_cam_on_incompatible_head(model):
     with pytest.raises(ValueError, match="method='gradcam'.*cam_head"): cam_maps(model, x, '0', method='cam')
