@@ -176,12 +176,14 @@ class CAMCallback(HookCallback):
     order, run_train = -5, False
     _stateattrs = ('cam_hook', 'maps', 'targets', 'item_idxs', '_maps', '_targs', '_pos', '_found_layer')
     def __init__(self, layer:nn.Module|str|None=None, method:str|None=None, target:str|int|list|Tensor='pred',
-                 reshape:Callable|None=None):
+                 reshape:Callable|None=None,
+                 region:Tensor|None=None, # Dense outputs only: one region for every item, a mask `(H, W)` or a box `(4,)`
+                ):
         super().__init__(modules=None, remove_end=True, detach=False, cpu=False)
         if method is not None: get_method(method)  # a clear error now for a name that is not registered
         if isinstance(target, str) and target not in ('pred', 'actual', 'all'):
             raise ValueError(f"Unknown target {target!r}; use {_TARGETS}")
-        store_attr('layer,method,target,reshape')
+        store_attr('layer,method,target,reshape,region')
         self._in_fit = False
         self._init_state()
 
@@ -275,6 +277,9 @@ class CAMCallback(HookCallback):
         "Maps (float32, on the model's device; text: padded), targets and, for text, real tokens per item of a batch"
         pred1 = pred[0] if is_listy(pred) else pred  # a text classifier gives (logits, extras...)
         target, region = task_kind(self.learn).resolve(self.learn, self.target, pred1, yb)
+        if self.region is not None:  # the same region for every item of the batch
+            r = torch.as_tensor(self.region, device=pred1.device)
+            region = r.expand(len(pred1), *r.shape)
         net = self._net()
         kind, rec = model_kind(net), get_method(self.method_used)
         lengths = kind.lengths(net, xb[0]) if kind.tokens else None

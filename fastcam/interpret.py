@@ -313,9 +313,10 @@ def plot_top_losses(self:CAMInterpretation, k, largest=True, cam:bool=False, **k
 
 # %% ../nbs/02_interpret.ipynb #edb5e46c
 @patch
-def _predict_cam(self:Learner, item, target, layer, method, reshape):
+def _predict_cam(self:Learner, item, target, layer, method, reshape, region=None):
     "`(input, label, probs, maps, targets)` of `item` from one `predict` pass with a temporary `CAMCallback`"
-    cb = CAMCallback(layer, method, vocab_target(task_kind(self).vocab(self.dls), ifnone(target, 'pred')), reshape)
+    target = vocab_target(task_kind(self).vocab(self.dls), ifnone(target, 'pred'))
+    cb = CAMCallback(layer, method, target, reshape, region)
     with _cam_free(self), self.added_cbs(cb): inp, label, _, probs = self.predict(item, with_input=True)
     return inp, label, probs, cb.maps[0], None if cb.targets is None else cb.targets[0]
 
@@ -329,11 +330,13 @@ def cam_predict(self:Learner, item, # An item, as for `learn.predict`
                 target=None, # As `target` (see `CAM_PARAMS`); `None`: the prediction
                 layer:nn.Module|str|None=None, method:str|None=None,
                 with_input:bool=False, # Also return the decoded input, first
-                reshape:Callable|None=None)->tuple:
+                reshape:Callable|None=None,
+                region:Tensor|None=None, # Dense outputs only: the item's region, a mask `(H, W)` or a box `(4,)`
+               )->tuple:
     """`(label, probs, map)` of `item` from one `predict` pass; the map is raw, at the layer's resolution. Where the
     target explains several classes (`'all'`, a multi-label prediction, a segmentation), `map` is a dict
     `{class name: map}` of the classes explained"""
-    inp, label, probs, m, t = self._predict_cam(item, target, layer, method, reshape)
+    inp, label, probs, m, t = self._predict_cam(item, target, layer, method, reshape, region)
     if explains_several(t): m = _by_class(m, t, task_kind(self).vocab(self.dls))
     return (inp, label, probs, m) if with_input else (label, probs, m)
 

@@ -3,7 +3,7 @@ per label, a hand-written hook + autograd.grad for the segmentation score, fasta
 import matplotlib; matplotlib.use('Agg')
 import pytest, torch
 from captum.attr import LayerGradCam
-from fastai.vision.all import vision_learner, unet_learner, resnet18, set_seed, Tensor
+from fastai.vision.all import vision_learner, unet_learner, resnet18, set_seed, Tensor, first
 from fastcam.callback import CAMCallback, task_kind
 from fastcam.core import cam_maps
 from fastcam.interpret import CAMInterpretation
@@ -120,6 +120,19 @@ def test_unet_default_layer_and_hand_score(unet):
     torch.testing.assert_close(cam_maps(unet.model, x, unet.model[0], 1, region=top), hand_seg_gradcam(unet.model, x, 1, top),
                                rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match='one mask per item'): cam_maps(unet.model, x, unet.model[0], 1, region=top[:, :5])
+
+def test_cam_predict_with_a_region(unet):
+    "One item, one class, its logits summed over a given box (or mask) instead of its predicted pixels"
+    item = unet.dls.valid_ds.items[0]
+    x = first(unet.dls.test_dl([item]))[0].as_subclass(Tensor)
+    top = torch.zeros(1, 64, 64, dtype=torch.bool); top[:, :20] = True
+    want = hand_seg_gradcam(unet.model, x, 1, top)[0]
+    hooks = lambda: sum(len(m._forward_hooks) for m in unet.model.modules())  # fastai's U-Net keeps its own
+    before = hooks()
+    for region in (torch.tensor([0, 0, 64, 20]), top[0]):
+        _, _, m = unet.cam_predict(item, target=1, region=region)
+        torch.testing.assert_close(m, want, rtol=1e-4, atol=1e-6)
+    assert hooks() == before
 
 def test_unet_plot_titles_and_outline(unet):
     interp = CAMInterpretation.from_learner(unet)
