@@ -162,9 +162,9 @@ def main(smoke=False, bs=16, mem_bs=64, size=224, repeats=5, out='benchmarks/RES
 
     # 3a. Sanity checks of Grad-CAM on 16 items (cascading randomisation of every block, random logit) ÷ a plain
     # get_preds of the same items
-    interp16 = CAMInterpretation.from_learner(learn, dl=dl)
-    items16 = learn.dls.test_dl(interp16.items_at(slice(0, 16)))
-    sanity = paired(lambda: interp16.sanity_checks(methods=['gradcam'], n=16), lambda: learn.get_preds(dl=items16),
+    interp16, n16 = CAMInterpretation.from_learner(learn, dl=dl), min(16, len(dl.dataset))  # a smoke run has fewer
+    items16 = learn.dls.test_dl(interp16.items_at(slice(0, n16)))
+    sanity = paired(lambda: interp16.sanity_checks(methods=['gradcam'], n=n16), lambda: learn.get_preds(dl=items16),
                     1 if smoke else 3)
     log(f"sanity checks (gradcam, 16 items): {fmt(sanity)}")
 

@@ -353,8 +353,8 @@ def cam_report(self:CAMInterpretation,
                baseline:str='blur', # What deleted pixels become: one of `BASELINES`
                batch_size:int=64, # Inputs per forward pass
               )->pd.DataFrame:
-    """One row per method: deletion/insertion AUC, average drop, increase in confidence, pointing games, time per item.
-    Every score explains the predicted class (`interp.decoded`), so none needs labels: items of a `test_dl` without
+    """One row per method: deletion/insertion AUC, ROAD (combined), average drop, increase in confidence, sparseness,
+    pointing games, relevance mass and rank, time per item. Every score explains the predicted class (`interp.decoded`), so none needs labels: items of a `test_dl` without
     labels are scored alike. The pointing games need `boxes` (the only ground truth they use)"""
     for m in methods: get_method(m)
     baseline_input(torch.zeros(1, 1, 2, 2), baseline)  # fail early on a bad baseline
@@ -381,12 +381,15 @@ def cam_report(self:CAMInterpretation,
         row['deletion_auc'], row['insertion_auc'] = (curve_auc(c).mean().item() for c in curves)
         row['average_drop'] = average_drop(model, x, maps, t, batch_size).mean().item()
         row['increase_in_confidence'] = increase_in_confidence(model, x, maps, t, batch_size).mean().item()
+        row['road'] = road(model, x, maps, t, batch_size=batch_size).mean().item()
+        row['sparseness'] = sparseness(maps).mean().item()
         if gt is not None:
-            row['pointing_game'] = pointing_game(maps, gt).mean().item()
-            row['energy_pointing_game'] = energy_pointing_game(maps, gt).mean().item()
+            for f in (pointing_game, energy_pointing_game, relevance_mass, relevance_rank):
+                row[f.__name__] = f(maps, gt).mean().item()
         rows.append(row)
-    cols = ['deletion_auc', 'insertion_auc', 'average_drop', 'increase_in_confidence'] + \
-           (['pointing_game', 'energy_pointing_game'] if gt is not None else []) + ['sec_per_item']
+    cols = ['deletion_auc', 'insertion_auc', 'road', 'average_drop', 'increase_in_confidence', 'sparseness'] + \
+           (['pointing_game', 'energy_pointing_game', 'relevance_mass', 'relevance_rank'] if gt is not None else []) + \
+           ['sec_per_item']
     df = pd.DataFrame(rows).set_index('method')
     return df[cols + (['note'] if 'note' in df else [])]
 
