@@ -30,7 +30,7 @@ nbtest: venv
 	$(BIN)/nbdev-test --n-workers 2
 
 pytest: venv
-	$(BIN)/pytest tests -q
+	$(BIN)/pytest tests -q -n 2 --dist loadfile
 
 test: export-check nbtest bench-smoke pytest
 

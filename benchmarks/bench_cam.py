@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from fastai.vision.all import (create_vision_model, resnet34, vision_learner, ImageDataLoaders, get_image_files,
                                ClassificationInterpretation, ProgressCallback, set_seed)
-from fastcam.all import cam_maps, find_layer, CAMInterpretation, synth_pets, is_cat
+from fastcam.all import cam_maps, find_layer, CAMInterpretation, synth_pets, is_cat, MODEL_KINDS
 
 SEED, THREADS = 42, 2
 PEERS = ('fastcam', 'pytorch-grad-cam', 'torchcam', 'captum')
@@ -168,6 +168,16 @@ def main(smoke=False, bs=16, mem_bs=64, size=224, repeats=5, out='benchmarks/RES
                     1 if smoke else 3)
     log(f"sanity checks (gradcam, 16 items): {fmt(sanity)}")
 
+    # 3a'. method='auto', layer='auto': choose_cam on 16 validation items (5 methods x 2 layers, measured afresh each
+    # time) ÷ a plain get_preds of the same items
+    import fastcam.trust as trust
+    def auto():
+        trust._CHOICES.clear()
+        trust.choose_cam(learn, n=n16, verbose=False)
+    n_auto = len(trust.AUTO_METHODS) * len(MODEL_KINDS.body_head.candidates(learn.model))
+    auto_r = paired(auto, lambda: learn.get_preds(dl=items16), 1 if smoke else 3)
+    log(f"auto ({n_auto} candidates, 16 items): {fmt(auto_r)}")
+
     # 3b. CAMMonitor: a fit with 8 items watched every epoch (epoch 0 included) ÷ the same fit without it
     from fastcam.all import CAMMonitor
     mon_n, mon_epochs = (16, 1) if smoke else (256, 2)
@@ -253,6 +263,9 @@ def write_results(out, v):
          f"| `target='all'` (37 classes) ÷ single class, `model[0][-2]` | reported | {fmt(allr['0.6'])} | |",
          f"| `interp.sanity_checks(methods=['gradcam'], n=16)` (every block randomised in turn, random logit) ÷ "
          f"`get_preds` of the same 16 items | reported | {fmt(v['sanity'])} | peers: no sanity checks |",
+         f"| `method='auto', layer='auto'` (`choose_cam`: {v['n_auto']} candidates measured on 16 validation items, "
+         f"sanity checks included) ÷ `get_preds` of the same 16 items; once per model | reported | {fmt(v['auto_r'])} | "
+         f"peers: no choice |",
          f"| `learn.cam_predict(item)` ÷ `learn.predict(item)` | ≤ 1.2× | {fmt(v['pred'])} {mark(v['pred'][1] <= 1.2)} | |",
          f"| `fit` with `CAMMonitor` (8 items, every epoch and before training; {v['mon_epochs']} epochs on "
          f"{v['mon_n']} synthetic pets) ÷ `fit` without it | ≤ 1.05× | {fmt(v['mon'])} {mark(v['mon'][1] <= 1.05)} | "

@@ -8,7 +8,7 @@ Docs: https://fastcam.github.io/fastcam/all.html.md"""
 __all__ = []
 
 # %% ../nbs/99_all.ipynb #2e12ad88
-from . import core, callback, interpret, metrics, monitor, pets, shapes, text
+from . import core, callback, interpret, metrics, monitor, pets, shapes, text, trust
 from .core import *
 from .callback import *
 from .interpret import *
@@ -17,5 +17,6 @@ from .monitor import *
 from .pets import *
 from .shapes import *
 from .text import *
+from .trust import *
 
-__all__ = [name for mod in (core, callback, interpret, metrics, monitor, pets, shapes, text) for name in mod.__all__]
+__all__ = [name for mod in (core, callback, interpret, metrics, monitor, pets, shapes, text, trust) for name in mod.__all__]

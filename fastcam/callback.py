@@ -10,7 +10,7 @@ from fastai.basics import *
 from fastai.callback.hook import HookCallback
 from fastai.learner import _ConstantFunc
 from fastai.vision.core import AddMaskCodes
-from fastai.vision.models.unet import DynamicUnet
+from fastai.vision.models.unet import DynamicUnet, UnetBlock
 from .core import *
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +18,7 @@ from typing import Callable, NamedTuple
 
 # %% auto #0
 __all__ = ['MODEL_KINDS', 'TASK_KINDS', 'ModelKind', 'ModelKinds', 'model_kind', 'body_layer', 'mask_codes', 'class_vocab',
-           'TaskKind', 'TaskKinds', 'task_kind', 'CAMCallback']
+           'TaskKind', 'TaskKinds', 'task_kind', 'class_probs', 'CAMCallback']
 
 # %% ../nbs/01_callback.ipynb #041a12e8
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class ModelKind:
     embedding:Callable|None=None # model -> its token embedding (for `TOKEN_METHODS`), if it takes tokens
     lengths:Callable|None=None # (model, x) -> real tokens per item, if its inputs are padded sequences
     chunked:Callable|None=None # model -> (the module that runs once per chunk of a long input, the chunk length)
+    candidates:Callable|None=None # model -> the layers `layer='auto'` compares (`None`: the default layer only)
 
     @property
     def tokens(self)->bool:
@@ -56,6 +57,10 @@ def _located(model:nn.Module, x:Tensor|None)->str:
                          f"or pass layer= (a module, or a name from learn.model.named_modules())")
     return locate_layer(model, x)
 
+def _unet_blocks(m:nn.Module)->list:
+    "The decoder blocks of a fastai `DynamicUnet`, from the coarsest"
+    return [b for b in m.layers if isinstance(b, UnetBlock)]
+
 def _is_text(m:nn.Module)->bool:
     "A fastai text classifier: `SentenceEncoder` (a `bptt` and a `pad_idx`) then a head"
     return isinstance(m, nn.Sequential) and len(m) > 1 and hasattr(m[0], 'bptt') and hasattr(m[0], 'pad_idx')
@@ -69,12 +74,16 @@ class ModelKinds(NamedTuple):
 MODEL_KINDS = ModelKinds(
     # The last block's first norm: with class-token pooling the *output* of the last block reaches the logits through
     # the class token only, so its patch tokens get exactly zero gradient; the norm's output feeds attention over all.
-    ModelKind('vit', lambda m: _vit(m) is not None, lambda m, x: _vit(m).blocks[-1].norm1),
-    ModelKind('unet', lambda m: isinstance(m, DynamicUnet), lambda m, x: m[0]),  # the encoder
+    ModelKind('vit', lambda m: _vit(m) is not None, lambda m, x: _vit(m).blocks[-1].norm1,
+              candidates=lambda m: [b.norm1 for b in _vit(m).blocks[-3:]]),
+    # A U-Net's last decoder block: measured (`05_shapes`) to point at the class's region where the encoder does not
+    ModelKind('unet', lambda m: isinstance(m, DynamicUnet), lambda m, x: (_unet_blocks(m) or [m[0]])[-1],
+              candidates=lambda m: [m[0], *_unet_blocks(m)]),
     ModelKind('text', _is_text, lambda m, x: m[0], layout=channels_last, default_method='intgrad',
               embedding=lambda m: m[0].module.encoder_dp, lengths=lambda m, x: (x != m[0].pad_idx).sum(1),
               chunked=lambda m: (m[0].module, m[0].bptt)),  # the encoder's recurrent module runs once per bptt tokens
-    ModelKind('body/head', _is_body_head, lambda m, x: m[0]),
+    ModelKind('body/head', _is_body_head, lambda m, x: m[0],  # the body's output, and its stage before, finer
+              candidates=lambda m: [m[0], m[0][-2]] if isinstance(m[0], nn.Sequential) and len(m[0]) > 1 else [m[0]]),
     ModelKind('any', lambda m: True, _located),  # the last layer before pooling, found in a dry forward
 )
 
@@ -86,8 +95,8 @@ def model_kind(model:nn.Module)->ModelKind:
 def body_layer(model:nn.Module, # The model
                x:Tensor|None=None, # A batch of inputs, needed only for a model of kind `'any'`
               )->nn.Module|str:
-    """The layer hooked by default: the body `model[0]` of a CNN, U-Net or text classifier, a timm ViT's last block
-    norm; for any other model, the last layer before pooling (`locate_layer` on `x`)"""
+    """The layer hooked by default: the body `model[0]` of a CNN or text classifier, a U-Net's last decoder block, a
+    timm ViT's last block norm; for any other model, the last layer before pooling (`locate_layer` on `x`)"""
     return model_kind(model).default_layer(model, x)
 
 # %% ../nbs/01_callback.ipynb #2d6b8f04
@@ -137,6 +146,7 @@ class TaskKind:
     match:Callable # learn -> bool
     resolve:Callable # (learn, target, pred, yb) -> (target for `CAMHook.compute`, region or None)
     vocab:Callable # dls -> class names, or None
+    top:Callable # pred -> the one class per item `(n,)` that a report and `method='auto'` explain
     one_class:bool=False # One class per item, so a confusion matrix applies
 
 class TaskKinds(NamedTuple):
@@ -145,17 +155,33 @@ class TaskKinds(NamedTuple):
 
 _REGRESSION_LOSSES = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss)
 
+def _largest_region(pred:Tensor)->Tensor:
+    "The class with the most predicted pixels, leaving out code 0 (the background) where another class is predicted"
+    counts = F.one_hot(pred.argmax(1), pred.shape[1]).flatten(1, -2).sum(1)
+    if pred.shape[1] > 1: counts[:, 0] = torch.where(counts[:, 1:].sum(1) > 0, -1, counts[:, 0])
+    return counts.argmax(1)
+
+def _most_probable(pred:Tensor)->Tensor: return pred.argmax(1)
+
 TASK_KINDS = TaskKinds(
-    TaskKind('segmentation', lambda l: getattr(l.loss_func, 'axis', -1) == 1, _segment, mask_codes),
-    TaskKind('multi-label', lambda l: hasattr(l.loss_func, 'thresh'), _multi, class_vocab),
+    TaskKind('segmentation', lambda l: getattr(l.loss_func, 'axis', -1) == 1, _segment, mask_codes, _largest_region),
+    TaskKind('multi-label', lambda l: hasattr(l.loss_func, 'thresh'), _multi, class_vocab, _most_probable),
     TaskKind('regression', lambda l: isinstance(getattr(l.loss_func, 'func', l.loss_func), _REGRESSION_LOSSES),
-             _regress, lambda d: None),
-    TaskKind('single-label', lambda l: True, _single, class_vocab, one_class=True),
+             _regress, lambda d: None, lambda pred: torch.zeros(len(pred), dtype=torch.long, device=pred.device)),
+    TaskKind('single-label', lambda l: True, _single, class_vocab, _most_probable, one_class=True),
 )
 
 def task_kind(learn)->TaskKind:
     "The first of `TASK_KINDS` that `learn` matches (its loss function says what its output means)"
     return next(k for k in TASK_KINDS if k.match(learn))
+
+def class_probs(learn:Learner, # The learner whose loss function gives the activation
+                pred:Tensor|tuple, # Its model's output (a text classifier's: a tuple, logits first)
+               )->Tensor:
+    """`(n, c)`: each class's probability as fastai's own `get_preds` activates the output (the loss function's
+    `activation`: softmax, sigmoid, or the value itself for a regression), averaged over the pixels of a dense output"""
+    p = getattr(learn.loss_func, 'activation', noop)(pred[0] if is_listy(pred) else pred)
+    return p.flatten(2).mean(-1) if p.ndim > 2 else p
 
 # %% ../nbs/01_callback.ipynb #3a7f2c10
 def _per_item(maps:Tensor, lengths:Tensor|None)->Tensor|list:
@@ -170,43 +196,63 @@ def _distributed(dl)->bool:
 
 _TARGETS = "'pred', 'actual', 'all', a class index, or one index per item"
 
+def _is_auto(v)->bool: return isinstance(v, str) and v == 'auto'
+
 @shared_docs
 class CAMCallback(HookCallback):
     "Fill `learn.cam.maps`, `learn.cam.targets` and `learn.cam.item_idxs` during `get_preds`, `validate` and `predict`"
     order, run_train = -5, False
-    _stateattrs = ('cam_hook', 'maps', 'targets', 'item_idxs', '_maps', '_targs', '_pos', '_found_layer')
+    _stateattrs = ('cam_hook', 'maps', 'targets', 'item_idxs', '_maps', '_targs', '_pos', '_found_layer', '_choice_for')
     def __init__(self, layer:nn.Module|str|None=None, method:str|None=None, target:str|int|list|Tensor='pred',
                  reshape:Callable|None=None,
                  region:Tensor|None=None, # Dense outputs only: one region for every item, a mask `(H, W)` or a box `(4,)`
                 ):
         super().__init__(modules=None, remove_end=True, detach=False, cpu=False)
-        if method is not None: get_method(method)  # a clear error now for a name that is not registered
+        if method is not None and not _is_auto(method): get_method(method)  # a clear error now for an unknown name
         if isinstance(target, str) and target not in ('pred', 'actual', 'all'):
             raise ValueError(f"Unknown target {target!r}; use {_TARGETS}")
         store_attr('layer,method,target,reshape,region')
-        self._in_fit = False
+        self._in_fit, self.choice = False, None  # `choice`: what `'auto'` chose, with its table and reason
         self._init_state()
 
     def _init_state(self):
         self.cam_hook = self.maps = self.targets = self.item_idxs = self.method_used = self.layer_name = None
-        self._maps = self._targs = self._pos = self._found_layer = None
+        self._maps = self._targs = self._pos = self._found_layer = self._choice_for = None
 
     def _net(self)->nn.Module:
         "The learner's model, out of the `DistributedDataParallel` wrapper `learn.distrib_ctx` puts it in"
         return unwrap_model(self.model)
 
     def hooked_layer(self, x:Tensor|None=None)->nn.Module|str:
-        "The layer to hook: `layer`, or the default of the model's kind (`body_layer`; any other model: in `x`)"
+        """The layer to hook: `layer`, the one `'auto'` chose, or the default of the model's kind (`body_layer`; any
+        other model: in `x`)"""
+        if _is_auto(self.layer): return self._chosen(x).layer
         if self.layer is not None: return self.layer
         net = self._net()
         if self._found_layer is None or self._found_layer[0] is not net:  # found once per model
             self._found_layer = net, body_layer(net, x)
         return self._found_layer[1]
 
-    def _method(self)->str:
-        "`method`; else `'gradcam'` for a given layer, or the model kind's default (text: `'intgrad'`)"
+    def _method(self, x:Tensor|None=None)->str:
+        "`method`, or the one `'auto'` chose; else `'gradcam'` for a given layer, or the model kind's default"
+        if _is_auto(self.method): return self._chosen(x).method
         if self.method is not None: return self.method
         return 'gradcam' if self.layer is not None else model_kind(self._net()).default_method
+
+    def _chosen(self, x:Tensor|None=None):
+        """What `choose_cam` measured for `'auto'`: once per model, then kept by this callback (so a `CAMMonitor`'s
+        history keeps one method and layer while the weights train)"""
+        net = self._net()
+        if self.choice is not None and self._choice_for is net: return self.choice
+        from fastcam.trust import choose_cam  # (the measures build on this module)
+        given = lambda v, f: None if _is_auto(v) else [f()]
+        self.choice = choose_cam(self.learn, methods=given(self.method, lambda: self._given_method()),
+                                 layers=given(self.layer, lambda: self.hooked_layer(x)))
+        self._choice_for = net
+        return self.choice
+
+    def _given_method(self)->str:
+        return self.method if self.method is not None else model_kind(self._net()).default_method
 
     def before_fit(self): self._in_fit = False
     def before_train(self): self._in_fit = True  # only `fit` trains: its validation is left alone too
@@ -228,7 +274,7 @@ class CAMCallback(HookCallback):
             raise ValueError("Two CAMCallbacks in one pass: one is attached to the learner (learn.cam) and another was "
                              "passed with cbs=. Use one: learn.remove_cb(CAMCallback), or compare layers and methods "
                              "with interp.plot_cam(layers=..., methods=...)")
-        net, self.method_used = self._net(), self._method()  # `method_used`, `layer_name`: kept after the pass
+        net, self.method_used = self._net(), self._method(x)  # `method_used`, `layer_name`: kept after the pass
         kind, rec = model_kind(net), get_method(self.method_used)
         if rec.tokens is not None:
             if kind.embedding is None:
@@ -246,7 +292,8 @@ class CAMCallback(HookCallback):
                 raise ValueError(f"Layer {self.layer_name!r} is inside the text encoder's recurrent module, which runs "
                                  f"once per bptt chunk ({n} tokens), so several times per forward on longer texts: "
                                  f"hook the encoder itself, learn.model[0] (the default)")
-        reshape = self.reshape if self.reshape is not None or self.layer is not None else kind.layout
+        reshape = (self.reshape if self.reshape is not None else self.choice.reshape if _is_auto(self.layer) else
+                   kind.layout if self.layer is None else None)
         self.cam_hook = CAMHook(net, layer, self.method_used, reshape)
 
     def _remove(self):  # (also from `HookCallback.__del__`, maybe before `__init__` has set `cam_hook`)

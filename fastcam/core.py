@@ -6,7 +6,7 @@ Docs: https://fastcam.github.io/fastcam/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #715cd1a5
 from __future__ import annotations
-import inspect, math, torch, torch.nn as nn, torch.nn.functional as F
+import inspect, math, random, numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from contextlib import contextmanager
 from typing import Callable
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 # %% auto #0
 __all__ = ['CAM_METHODS', 'TOKEN_METHODS', 'CAM_PARAMS', 'find_layer', 'unwrap_model', 'cam_head', 'CAMMethod', 'MethodNames',
-           'register_method', 'unregister_method', 'get_method', 'inference_state', 'locate_layer', 'resolve_targets',
-           'gt_masks', 'predicted_region', 'class_scores', 'take_items', 'normalize_maps', 'upsample_maps',
-           'channels_last', 'TokenGrid', 'token_grid', 'auto_layout', 'shared_docs', 'explains_several', 'CAMHook',
-           'cam_maps', 'integrated_gradients', 'token_occlusion']
+           'register_method', 'unregister_method', 'get_method', 'inference_state', 'rng_preserved', 'locate_layer',
+           'resolve_targets', 'gt_masks', 'predicted_region', 'class_scores', 'take_items', 'normalize_maps',
+           'upsample_maps', 'channels_last', 'TokenGrid', 'token_grid', 'auto_layout', 'shared_docs',
+           'explains_several', 'CAMHook', 'cam_maps', 'integrated_gradients', 'token_occlusion']
 
 # %% ../nbs/00_core.ipynb #7a87db1e
 def find_layer(model:nn.Module, # The model holding the layer
@@ -164,6 +164,17 @@ def inference_state(model:nn.Module):
     finally:
         for m, mode in modes: m.training = mode
         torch.set_grad_enabled(grad_mode)
+
+# %% ../nbs/00_core.ipynb #44061eaf
+@contextmanager
+def rng_preserved():
+    "Restore the states of Python's, numpy's and torch's random generators (CPU and CUDA) on exit"
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try: yield
+    finally:
+        random.setstate(states[0]); np.random.set_state(states[1]); torch.set_rng_state(states[2])
+        if cuda is not None: torch.cuda.set_rng_state_all(cuda)
 
 # %% ../nbs/00_core.ipynb #476ec644
 def _spatial_out(o, x:Tensor)->bool:
@@ -364,9 +375,11 @@ def auto_layout(model:nn.Module, # The model
 # %% ../nbs/00_core.ipynb #2f6c8e90
 CAM_PARAMS = dict(
     layer="Layer to hook: a submodule of the model or its dotted name in `model.named_modules()`; `None`, where a "
-          "function allows it: the default of the model's kind (`body_layer`)",
+          "function allows it: the default of the model's kind (`body_layer`); `'auto'`, where a learner is taken: the "
+          "one `choose_cam` measures as the most faithful",
     method="A registered method's name: one of `CAM_METHODS` (a text model's also `TOKEN_METHODS`); `None`, where a "
-           "function allows it: the default of the model's kind",
+           "function allows it: the default of the model's kind; `'auto'`, where a learner is taken: the one "
+           "`choose_cam` measures as the most faithful",
     target="What to explain: `'pred'`, `'actual'` (the labels; learners only), `'all'`, a class index (or, through the "
            "interpretation, a vocab label), one index per item, or a boolean mask `(bs, n_classes)`",
     reshape="Layout of the layer's output → `(bs, k, *spatial)`: `channels_last`, a `TokenGrid` or any callable; "

@@ -129,8 +129,9 @@ class CAMInterpretation(ClassificationInterpretation):
 # %% ../nbs/02_interpret.ipynb #844ef5dc
 @patch
 def _layer_name(self:CAMInterpretation, layer=None)->str:
-    "The name of `layer`; `None`: the layer the interpretation's pass hooked"
-    return self.cam.layer_name if layer is None else find_layer(self.learn.model, layer)[0]
+    "The name of `layer`; `None` (or the interpretation's `'auto'`): the layer the interpretation's pass hooked"
+    if layer is None or isinstance(layer, str) and layer == 'auto' == self.cam.layer: return self.cam.layer_name
+    return find_layer(self.learn.model, layer)[0]
 
 @patch
 def items_at(self:CAMInterpretation, idxs:list|slice)->list:
@@ -265,17 +266,18 @@ def plot_cam(self:CAMInterpretation,
     return draw(idxs, cams, cols, view, title, alpha, cmap, nrows, figsize, **kwargs)
 
 @patch
-def _plot_items(self:CAMInterpretation, idxs, cams, cols, view, title, alpha, cmap, nrows, figsize, **kwargs):
-    "A grid of one map per item (a row per item, a column per compared layer/method, when comparing)"
-    compare, n, t = len(cols) > 1, len(idxs), cams[0][1]
+def _plot_items(self:CAMInterpretation, idxs, cams, cols, view, title, alpha, cmap, nrows, figsize, heads=None,
+                **kwargs):
+    "A grid of one map per item (a row per item, a column per compared layer/method or per `heads`, when comparing)"
+    compare, n, t = len(cols) > 1 or heads is not None, len(idxs), cams[0][1]
     if compare and figsize is None: figsize = (3.2 * len(cols), 3.6 * n)  # room for two-line titles
     fig, axs = get_grid(n * len(cols), nrows=n if compare else nrows, ncols=len(cols) if compare else None,
                         figsize=figsize, return_fig=True, title=title)
     for j, (i, (img, *_)) in enumerate(zip(idxs, self._decoded_items(idxs))):
         c = int(t[j])  # the one class explained (single-label titles do not repeat it)
         for col, (l, m) in enumerate(cols):
-            name = self._layer_name(ifnone(l, self.cam.layer))
-            head = f"{ifnone(m, self.cam.method_used)} @ {name}\n" if compare else ''
+            head = (heads[col] if heads else f"{ifnone(m, self.cam.method_used)} @ "
+                    f"{self._layer_name(ifnone(l, self.cam.layer))}") + '\n' if compare else ''
             ax = axs[j * len(cols) + col]
             show_cam_overlay(img, cams[col][0][j], ax=ax, alpha=alpha, cmap=cmap, title=head + view.item(self, i, c),
                              **kwargs)
@@ -435,11 +437,12 @@ def tokens(self:CAMInterpretation, idxs:list)->list:
     vocab = self.learn.dls.vocab[0]
     return [[vocab[int(j)] for j in self.dl.dataset[i][0]] for i in idxs]
 
-def _token_panels(interp, idxs, cams, cols, view):
-    "(tokens, map, title) of each panel: per item, per compared layer/method, per class explained"
+def _token_panels(interp, idxs, cams, cols, view, heads=None):
+    "(tokens, map, title) of each panel: per item, per compared layer/method (or per `heads`), per class explained"
     for j, (i, toks) in enumerate(zip(idxs, interp.tokens(idxs))):
         for col, (l, m) in enumerate(cols):
-            head = (f"{ifnone(m, interp.cam.method_used)} @ {interp._layer_name(ifnone(l, interp.cam.layer))}: "
+            head = (heads[col].replace('\n', ': ') + ': ' if heads else
+                    f"{ifnone(m, interp.cam.method_used)} @ {interp._layer_name(ifnone(l, interp.cam.layer))}: "
                     if len(cols) > 1 else '')
             maps, t = cams[col][0][j], cams[col][1]
             if not explains_several(t): yield toks, maps, head + view.item(interp, i, int(t[j]))
@@ -449,10 +452,10 @@ def _token_panels(interp, idxs, cams, cols, view):
                         yield toks, maps[c], f"{head}{view.item(interp, i, None)} | {view.panel(interp, i, c)}"
 
 @patch
-def _plot_text(self:CAMInterpretation, idxs, cams, cols, view, title, alpha, cmap, nrows, figsize,
+def _plot_text(self:CAMInterpretation, idxs, cams, cols, view, title, alpha, cmap, nrows, figsize, heads=None,
                hide_special:bool=False, width:int=90, **kwargs):
     "One panel per review (and per compared layer/method): its tokens shaded by the map (the image options unused)"
-    panels = list(_token_panels(self, idxs, cams, cols, view))
+    panels = list(_token_panels(self, idxs, cams, cols, view, heads))
     rows = [1 + sum(len(str(t)) + 1 for t in toks) // width for toks, _, _ in panels]
     fig, axs = plt.subplots(len(panels), 1, figsize=(width * 0.11, sum(0.35 * r + 0.6 for r in rows)),
                             gridspec_kw=dict(height_ratios=rows), squeeze=False)

@@ -1,4 +1,4 @@
-"""How good is a map: localization and faithfulness metrics, Score-CAM, and a side-by-side report of all methods.
+"""How good is a map: localisation, faithfulness and sanity measures, in pure torch for any model.
 
 Docs: https://fastcam.github.io/fastcam/metrics.html.md"""
 
@@ -13,10 +13,10 @@ from torch import Tensor
 from .core import *
 
 # %% auto #0
-__all__ = ['BASELINES', 'ROAD_ORDERS', 'SANITY_THRESHOLD', 'pointing_game', 'energy_pointing_game', 'baseline_input',
-           'perturbation_curves', 'curve_auc', 'deletion_auc', 'insertion_auc', 'average_drop',
-           'increase_in_confidence', 'noisy_linear_impute', 'road', 'sparseness', 'relevance_mass', 'relevance_rank',
-           'rank_correlation', 'ssim', 'cascade_blocks', 'model_randomisation', 'random_logit']
+__all__ = ['BASELINES', 'ROAD_ORDERS', 'pointing_game', 'energy_pointing_game', 'baseline_input', 'softmax_probs',
+           'perturbation_curves', 'curve_auc', 'deletion_auc', 'insertion_auc', 'token_curves', 'token_pointing_game',
+           'average_drop', 'increase_in_confidence', 'noisy_linear_impute', 'road', 'sparseness', 'relevance_mass',
+           'relevance_rank', 'rank_correlation', 'ssim', 'cascade_blocks', 'model_randomisation', 'random_logit']
 
 # %% ../nbs/03_metrics.ipynb #48c10675
 def _at_input(maps, size): return upsample_maps(maps.detach().float(), size)
@@ -61,14 +61,19 @@ def baseline_input(x:Tensor, baseline:str='blur')->Tensor:
     if baseline == 'mean': return x.mean((-2, -1), keepdim=True).expand_as(x)
     raise ValueError(f"Unknown baseline {baseline!r}; use one of {BASELINES}")
 
-def _probs(model, x, t, batch_size=64):
-    "Softmax probability of class `t[i]` for each input `x[i]`, `batch_size` inputs per forward"
-    return torch.cat([model(xb).softmax(-1).gather(1, tb[:, None])[:, 0]
+def softmax_probs(out:Tensor)->Tensor:
+    "`(n, c)` class probabilities from a classifier's logits: what the measures watch unless given `act`"
+    return out.softmax(-1)
+
+def _probs(model, x, t, batch_size=64, act=None):
+    "Probability (through `act`, softmax by default) of class `t[i]` for each input `x[i]`, `batch_size` per forward"
+    act = act or softmax_probs
+    return torch.cat([act(model(xb)).gather(1, tb[:, None])[:, 0]
                       for xb, tb in zip(x.split(batch_size), t.split(batch_size))])
 
-def _targets(model, x, target):
+def _targets(model, x, target, act=None):
     if isinstance(target, str) and target == 'all': raise ValueError("Metrics explain one class per item, not 'all'")
-    return resolve_targets(target, model(x))
+    return resolve_targets(target, (act or softmax_probs)(model(x)))
 
 # %% ../nbs/03_metrics.ipynb #518b8d44
 def perturbation_curves(model:nn.Module, # Classifier returning `(n, n_classes)` logits
@@ -79,6 +84,7 @@ def perturbation_curves(model:nn.Module, # Classifier returning `(n, n_classes)`
                         steps:int=20, # Number of steps from 0 to all pixels
                         baseline:str='blur', # What removed pixels become: one of `BASELINES`
                         batch_size:int=64, # Perturbed inputs per forward pass
+                        act:Callable|None=None, # Model output -> `(n, c)` class probabilities; `None`: softmax
                        )->Tensor:
     "Class probability after each of `steps` deletions (insertions) of pixels in order of map value: `(n, steps+1)`"
     if mode not in ('deletion', 'insertion'): raise ValueError(f"mode must be 'deletion' or 'insertion', not {mode!r}")
@@ -93,11 +99,11 @@ def perturbation_curves(model:nn.Module, # Classifier returning `(n, n_classes)`
     pairs = torch.cartesian_prod(torch.arange(n, device=x.device), torch.arange(steps + 1, device=x.device))
     curves = torch.empty(n, steps + 1, device=x.device)
     with inference_state(model), torch.no_grad():
-        t = _targets(model, x, target)
+        t = _targets(model, x, target, act)
         for chunk in pairs.split(batch_size):
             i, s = chunk.unbind(1)
             xb = torch.where(rank[i] < n_changed[s].view(-1, 1, 1, 1), dst[i], src[i])
-            curves[i, s] = _probs(model, xb, t[i], batch_size)
+            curves[i, s] = _probs(model, xb, t[i], batch_size, act)
     return curves
 
 def curve_auc(curves:Tensor)->Tensor:
@@ -105,31 +111,71 @@ def curve_auc(curves:Tensor)->Tensor:
     return (curves[:, 1:] + curves[:, :-1]).sum(1) / (2 * (curves.shape[1] - 1))
 
 def deletion_auc(model:nn.Module, x:Tensor, maps:Tensor, target='pred', steps:int=20, baseline:str='blur',
-                 batch_size:int=64)->Tensor:
+                 batch_size:int=64, act:Callable|None=None)->Tensor:
     "Area under the deletion curve, per item: lower is more faithful"
-    return curve_auc(perturbation_curves(model, x, maps, target, 'deletion', steps, baseline, batch_size))
+    return curve_auc(perturbation_curves(model, x, maps, target, 'deletion', steps, baseline, batch_size, act))
 
 def insertion_auc(model:nn.Module, x:Tensor, maps:Tensor, target='pred', steps:int=20, baseline:str='blur',
-                  batch_size:int=64)->Tensor:
+                  batch_size:int=64, act:Callable|None=None)->Tensor:
     "Area under the insertion curve, per item: higher is more faithful"
-    return curve_auc(perturbation_curves(model, x, maps, target, 'insertion', steps, baseline, batch_size))
+    return curve_auc(perturbation_curves(model, x, maps, target, 'insertion', steps, baseline, batch_size, act))
+
+# %% ../nbs/03_metrics.ipynb #7d1e0c02
+def _first(out): return out[0] if isinstance(out, (tuple, list)) else out
+
+def token_curves(model:nn.Module, # A model taking token ids `(bs, L)`
+                 x:list, # One text per item: token ids `(L_i,)`
+                 maps:list, # One map per text, over its tokens
+                 target:Tensor, # The class explained per item, `(n,)`
+                 mode:str='deletion', # `'deletion'` or `'insertion'`
+                 steps:int=20, # Number of steps from no token to all
+                 fill:int=0, # What a removed token becomes (a text vocab's `xxunk` is 0)
+                 act:Callable|None=None, # Model output -> `(n, c)` class probabilities; `None`: softmax of the logits
+                )->Tensor:
+    "Class probability after each of `steps` deletions (insertions) of tokens in order of map value: `(n, steps+1)`"
+    if mode not in ('deletion', 'insertion'): raise ValueError(f"mode must be 'deletion' or 'insertion', not {mode!r}")
+    if not len(x) == len(maps) == len(target):
+        raise ValueError(f"Got {len(x)} texts, {len(maps)} maps and {len(target)} targets: give one of each per item")
+    act, res = act or (lambda o: softmax_probs(_first(o))), []
+    with inference_state(model), torch.no_grad():
+        for xi, mi, ti in zip(x, maps, target.tolist()):
+            if len(mi) != len(xi): raise ValueError(f"A map of {len(mi)} scores for {len(xi)} tokens: one per token")
+            order = mi.to(xi.device).argsort(descending=True, stable=True)
+            rank = torch.empty_like(order).scatter_(0, order, torch.arange(len(xi), device=xi.device))
+            gone = rank[None] < torch.linspace(0, len(xi), steps + 1, device=xi.device).round()[:, None]
+            kept, cut = (xi, torch.full_like(xi, fill)) if mode == 'deletion' else (torch.full_like(xi, fill), xi)
+            res.append(act(model(torch.where(gone, cut, kept)))[:, ti])
+    return torch.stack(res)
+
+def token_pointing_game(maps:list, # One map per text, over its tokens
+                        tokens:list, # The tokens of each text (strings)
+                        words, # The words that carry the label
+                       )->Tensor:
+    "Per text, 1 if its top-scoring token is one of `words`, else 0"
+    if len(maps) != len(tokens): raise ValueError(f"Got {len(maps)} maps for {len(tokens)} texts: give one per text")
+    words = set(words)
+    for m, t in zip(maps, tokens):
+        if len(m) != len(t): raise ValueError(f"A map of {len(m)} scores for {len(t)} tokens: give one score per token")
+    return torch.tensor([float(t[int(m.argmax())] in words) for m, t in zip(maps, tokens)])
 
 # %% ../nbs/03_metrics.ipynb #2b67ce06
-def _kept_probs(model, x, maps, target, batch_size):
+def _kept_probs(model, x, maps, target, batch_size, act):
     "Class probability on `x` and on `x` times its normalised map"
     kept = x * normalize_maps(_at_input(maps, x.shape[-2:]))[:, None].to(x.dtype)
     with inference_state(model), torch.no_grad():
-        t = _targets(model, x, target)
-        return _probs(model, x, t, batch_size), _probs(model, kept, t, batch_size)
+        t = _targets(model, x, target, act)
+        return _probs(model, x, t, batch_size, act), _probs(model, kept, t, batch_size, act)
 
-def average_drop(model:nn.Module, x:Tensor, maps:Tensor, target='pred', batch_size:int=64)->Tensor:
+def average_drop(model:nn.Module, x:Tensor, maps:Tensor, target='pred', batch_size:int=64,
+                 act:Callable|None=None)->Tensor:
     "Per item, `100 * max(0, Y - O) / Y`: Y the class probability on `x`, O on `x` masked by its map"
-    y, o = _kept_probs(model, x, maps, target, batch_size)
+    y, o = _kept_probs(model, x, maps, target, batch_size, act)
     return 100 * (y - o).clamp_min(0) / y.clamp_min(1e-12)
 
-def increase_in_confidence(model:nn.Module, x:Tensor, maps:Tensor, target='pred', batch_size:int=64)->Tensor:
+def increase_in_confidence(model:nn.Module, x:Tensor, maps:Tensor, target='pred', batch_size:int=64,
+                           act:Callable|None=None)->Tensor:
     "Per item, 100 if the class probability on `x` masked by its map is higher than on `x`, else 0"
-    y, o = _kept_probs(model, x, maps, target, batch_size)
+    y, o = _kept_probs(model, x, maps, target, batch_size, act)
     return 100 * (o > y).float()
 
 # %% ../nbs/03_metrics.ipynb #6b1f0a02
@@ -176,6 +222,7 @@ def road(model:nn.Module, # Classifier returning `(n, n_classes)` logits
          noise:float=0.01, # Noise of the imputation
          seed:int=0, # Seed of the noise: the same seed gives the same scores
          batch_size:int=64, # Inputs per forward pass
+         act:Callable|None=None, # Model output -> `(n, c)` class probabilities; `None`: softmax
         )->Tensor:
     """Per item, the change in class probability when the pixels above each percentile of the map (MoRF: lower is more
     faithful) or below it (LeRF: higher is) are imputed, averaged over the percentiles; `'combined'` is
@@ -184,22 +231,23 @@ def road(model:nn.Module, # Classifier returning `(n, n_classes)` logits
     if any(not 0 < q < 100 for q in percentiles): raise ValueError(f"percentiles must lie in (0, 100): {percentiles}")
     if len(maps) != len(x): raise ValueError(f"Got {len(maps)} maps for {len(x)} inputs: give one map per input")
     if order == 'combined':
-        return (road(model, x, maps, target, 'lerf', percentiles, noise, seed, batch_size)
-                - road(model, x, maps, target, 'morf', percentiles, noise, seed, batch_size)) / 2
+        return (road(model, x, maps, target, 'lerf', percentiles, noise, seed, batch_size, act)
+                - road(model, x, maps, target, 'morf', percentiles, noise, seed, batch_size, act)) / 2
     up = _at_input(maps, x.shape[-2:]).flatten(1) * (1 if order == 'morf' else -1)
     g = torch.Generator(device=x.device).manual_seed(seed)
     with inference_state(model), torch.no_grad():
-        t = _targets(model, x, target)
-        base, res = _probs(model, x, t, batch_size), []
+        t = _targets(model, x, target, act)
+        base, res = _probs(model, x, t, batch_size, act), []
         for q in percentiles:
             removed = (up >= torch.quantile(up, q / 100, dim=1, keepdim=True)).view(len(x), *x.shape[-2:])
-            res.append(_probs(model, noisy_linear_impute(x, removed, noise, g), t, batch_size) - base)
+            res.append(_probs(model, noisy_linear_impute(x, removed, noise, g), t, batch_size, act) - base)
     return torch.stack(res).mean(0)
 
 # %% ../nbs/03_metrics.ipynb #6b1f0a06
-def sparseness(maps:Tensor, # Maps `(n, ...)` (images or tokens), any resolution
+def sparseness(maps:Tensor|list, # Maps `(n, ...)`, any resolution, or a list of maps (one per text, over its tokens)
               )->Tensor:
     "Per map, the Gini index of its absolute values: 0 when flat, towards 1 when one position holds it all"
+    if isinstance(maps, (list, tuple)): return torch.cat([sparseness(m[None]) for m in maps])
     a = maps.detach().float().flatten(1).abs().sort(1).values + 1e-7
     n = a.shape[1]
     k = torch.arange(1, n + 1, device=a.device, dtype=a.dtype)
@@ -288,19 +336,18 @@ def _randomise(module:nn.Module, seed:int):
             if id(p) not in done: p.normal_(0, 0.02)
 
 def _copy(model:nn.Module)->nn.Module:
-    "A deep copy of `model` with no hooks, or a `ValueError` that says why there is none"
-    try: m = deepcopy(unwrap_model(model))
+    """A deep copy of `model`, or a `ValueError` that says why there is none. The copy keeps the model's own hooks
+    (a fastai U-Net's decoder reads its encoder's features through them), each now on the copy"""
+    try: return deepcopy(unwrap_model(model))
     except Exception as e:
         raise ValueError(f"The randomisation check changes a deep copy of the model, and this {type(model).__name__} "
                          f"cannot be copied ({type(e).__name__}: {e}): give it no attributes that deepcopy refuses "
                          f"(open files, locks, generators)") from e
-    for sub in m.modules():
-        for hooks in (sub._forward_hooks, sub._forward_pre_hooks, sub._backward_hooks, sub._backward_pre_hooks):
-            hooks.clear()
-    return m
 
-def _similarity(a:Tensor, b:Tensor, size)->tuple[Tensor, Tensor]:
-    "Spearman and SSIM of two batches of maps (SSIM: 2-D maps only, else NaN)"
+def _similarity(a:Tensor|list, b:Tensor|list, size)->tuple[Tensor, Tensor]:
+    "Spearman and SSIM of two batches of maps (SSIM: 2-D maps only, else NaN); lists: one map per text"
+    if isinstance(a, (list, tuple)):
+        return torch.cat([rank_correlation(p[None], q[None]) for p, q in zip(a, b)]), torch.full((len(a),), float('nan'))
     s = ssim(a, b, size) if a.ndim == 3 else torch.full((len(a),), float('nan'))
     return rank_correlation(a, b), s
 
@@ -309,13 +356,18 @@ def model_randomisation(model:nn.Module, # The trained model (not changed)
                         target:Tensor, # The class explained per item, `(n,)`: the intact model's prediction
                         seed:int=0, # Seed of the re-initialisation
                         size:tuple[int, int]|None=None, # SSIM at this size (the input's)
+                        cascade:bool=True, # Compare after every block; `False`: only once all are randomised
+                        maps:Tensor|list|None=None, # The intact model's maps of `target`, if already computed
                        )->tuple[list, Tensor, Tensor]:
-    "Blocks randomised in turn from the output down, and each step's Spearman and SSIM to the original maps `(steps, n)`"
-    ref, blocks = maps_of(model, target), cascade_blocks(unwrap_model(model))
+    """Blocks randomised in turn from the output down, and each step's Spearman and SSIM to the original maps
+    `(steps, n)` (one step, the last, without `cascade`)"""
+    ref = maps_of(model, target) if maps is None else maps
+    blocks = cascade_blocks(unwrap_model(model))
     if not blocks: raise ValueError(f"This {type(model).__name__} has no parameters to randomise")
     m, rho, ss = _copy(model), [], []
     for i, name in enumerate(blocks):
         _randomise(m.get_submodule(name), seed + i)
+        if not cascade and i < len(blocks) - 1: continue
         r, s = _similarity(ref, maps_of(m, target), size)
         rho.append(r); ss.append(s)
     return blocks, torch.stack(rho), torch.stack(ss)
@@ -324,145 +376,10 @@ def random_logit(model:nn.Module, maps_of:Callable, target:Tensor,
                  n_classes:int, # How many classes the model scores
                  seed:int=0, # Seed of the other classes' draw
                  size:tuple[int, int]|None=None, # SSIM at this size (the input's)
+                 maps:Tensor|list|None=None, # The maps of `target`, if already computed
                 )->tuple[Tensor, Tensor]:
     "Spearman and SSIM between each item's map of `target` and that of a random other class"
     if n_classes < 2: raise ValueError("The random-logit check needs a model that scores at least two classes")
     g = torch.Generator().manual_seed(seed)
     other = (target.cpu() + torch.randint(1, n_classes, (len(target),), generator=g)) % n_classes
-    return _similarity(maps_of(model, target), maps_of(model, other.to(target.device)), size)
-
-# %% ../nbs/03_metrics.ipynb #e6b0bfe3
-import pandas as pd, matplotlib.pyplot as plt
-from fastcore.basics import patch
-from fastcore.foundation import L
-from fastprogress.fastprogress import progress_bar
-from .interpret import CAMInterpretation
-
-@patch
-def _inputs(self:CAMInterpretation, n:int, bs:int=64)->Tensor:
-    "The model's inputs for the first `n` items of `self.dl`, as one batch"
-    dl = self.learn.dls.test_dl(self.items_at(slice(0, n)), with_labels=self.has_labels, bs=bs)
-    return torch.cat([b[0] for b in dl]).as_subclass(Tensor)
-
-@patch
-def cam_report(self:CAMInterpretation,
-               methods:tuple|list=CAM_METHODS, # Methods to compare
-               boxes:Tensor|None=None, # Boxes `(n, 4)` in input pixels or masks `(n, H, W)`, one per item of `self.dl`
-               max_items:int|None=64, # Score the first `max_items` items only (`None`: all)
-               steps:int=20, # Steps of the deletion and insertion curves
-               baseline:str='blur', # What deleted pixels become: one of `BASELINES`
-               batch_size:int=64, # Inputs per forward pass
-              )->pd.DataFrame:
-    """One row per method: deletion/insertion AUC, ROAD (combined), average drop, increase in confidence, sparseness,
-    pointing games, relevance mass and rank, time per item. Every score explains the predicted class (`interp.decoded`), so none needs labels: items of a `test_dl` without
-    labels are scored alike. The pointing games need `boxes` (the only ground truth they use)"""
-    for m in methods: get_method(m)
-    baseline_input(torch.zeros(1, 1, 2, 2), baseline)  # fail early on a bad baseline
-    n_all = len(self.dl.items)
-    if boxes is not None and len(boxes) != n_all:
-        raise ValueError(f"Got {len(boxes)} boxes or masks for the {n_all} items of interp.dl: give one per item")
-    n = n_all if max_items is None else min(max_items, n_all)
-    x = self._inputs(n, batch_size)
-    model, layer, t = self.learn.model, self.cam.layer_name, self.decoded[:n].to(x.device)
-    gt = None if boxes is None else gt_masks(torch.as_tensor(boxes)[:n], n, tuple(x.shape[-2:]))
-    rows, self.report_curves = [], {}
-    for m in progress_bar(methods, leave=False):
-        row = dict(method=m)
-        start = time.perf_counter()
-        try: maps = torch.cat([cam_maps(model, xb, layer, tb, m, batch_size, self.cam.reshape) for xb, tb in
-                               zip(x.split(batch_size), t.split(batch_size))])
-        except ValueError as e:  # a head that plain CAM cannot use: say so in the table
-            if not get_method(m).head: raise
-            rows.append(dict(method=m, note='not applicable: ' + str(e).split(', but ')[-1].split('. ')[0])); continue
-        row['sec_per_item'] = (time.perf_counter() - start) / n
-        curves = [perturbation_curves(model, x, maps, t, mode, steps, baseline, batch_size)
-                  for mode in ('deletion', 'insertion')]
-        self.report_curves[m] = [c.mean(0) for c in curves]
-        row['deletion_auc'], row['insertion_auc'] = (curve_auc(c).mean().item() for c in curves)
-        row['average_drop'] = average_drop(model, x, maps, t, batch_size).mean().item()
-        row['increase_in_confidence'] = increase_in_confidence(model, x, maps, t, batch_size).mean().item()
-        row['road'] = road(model, x, maps, t, batch_size=batch_size).mean().item()
-        row['sparseness'] = sparseness(maps).mean().item()
-        if gt is not None:
-            for f in (pointing_game, energy_pointing_game, relevance_mass, relevance_rank):
-                row[f.__name__] = f(maps, gt).mean().item()
-        rows.append(row)
-    cols = ['deletion_auc', 'insertion_auc', 'road', 'average_drop', 'increase_in_confidence', 'sparseness'] + \
-           (['pointing_game', 'energy_pointing_game', 'relevance_mass', 'relevance_rank'] if gt is not None else []) + \
-           ['sec_per_item']
-    df = pd.DataFrame(rows).set_index('method')
-    return df[cols + (['note'] if 'note' in df else [])]
-
-@patch
-def plot_report_curves(self:CAMInterpretation, figsize:tuple=(10, 4))->plt.Figure:
-    "Mean deletion and insertion curves of the last `cam_report`, one line per method"
-    curves = getattr(self, 'report_curves', None)
-    if not curves: raise ValueError("No curves yet: run interp.cam_report() first")
-    fig, axs = plt.subplots(1, 2, figsize=figsize)
-    for ax, j, name in zip(axs, (0, 1), ('Deletion (lower is better)', 'Insertion (higher is better)')):
-        for m, cs in curves.items():
-            c = cs[j].cpu()
-            ax.plot(torch.linspace(0, 1, len(c)).numpy(), c.numpy(), label=f"{m} ({curve_auc(c[None]).item():.3f})")
-        ax.set(title=name, xlabel='fraction of pixels', ylabel='class probability', ylim=(0, 1.02))
-        ax.legend(fontsize='small')
-    fig.tight_layout()
-    return fig
-
-# %% ../nbs/03_metrics.ipynb #8e3f1a02
-SANITY_THRESHOLD = 0.5
-
-@patch
-@shared_docs
-def sanity_checks(self:CAMInterpretation,
-                  methods:list|None=None, # Methods to check; `None`: the interpretation's
-                  layers:list|None=None, # Layers to check; `None`: the interpretation's
-                  n:int=16, # Check the first `n` items of `self.dl`
-                  seed:int=0, # Seed of the randomisation and of the other classes' draw
-                  threshold:float=SANITY_THRESHOLD, # A check passes when the mean Spearman correlation is below this
-                  batch_size:int=64)->pd.DataFrame:
-    """One row per method × layer: Spearman and SSIM of the maps after randomising the whole model, and between the
-    predicted and a random other class; `passes` when both correlations are below `threshold`"""
-    if self.model_kind.tokens:
-        raise ValueError("sanity_checks compares image maps; for a text learner, compare methods with the text "
-                         "pointing game (fastcam.text.method_pointing)")
-    if not -1 < threshold <= 1: raise ValueError(f"threshold is a Spearman correlation, in (-1, 1]; got {threshold}")
-    n_all = len(self.dl.items)
-    if not 1 <= n <= n_all: raise ValueError(f"n={n} items to check, but interp.dl has {n_all}: give 1 <= n <= {n_all}")
-    methods = [get_method(m).name for m in (L(methods) or [self.cam.method_used])]
-    names = [self._layer_name(l) for l in (L(layers) or [None])]
-    x, model = self._inputs(n, batch_size), self.learn.model
-    with inference_state(model), torch.no_grad(): scores = class_scores(model(x))
-    t, size = scores.argmax(1), tuple(x.shape[-2:])
-    rows, self.sanity_curves = [], {}
-    for name in names:
-        reshape = self.cam.reshape if name == self.cam.layer_name else None
-        for m in methods:
-            def maps_of(net, t, m=m, name=name):
-                return torch.cat([cam_maps(net, xb, name, tb, m, batch_size, reshape)
-                                  for xb, tb in zip(x.split(batch_size), t.split(batch_size))])
-            blocks, rho, ss = model_randomisation(model, maps_of, t, seed, size)
-            self.sanity_curves[m, name] = blocks, rho.mean(1)
-            rl, rls = (random_logit(model, maps_of, t, scores.shape[1], seed, size) if scores.shape[1] > 1 else
-                       (torch.full((n,), float('nan')),) * 2)
-            row = dict(method=m, layer=name, randomisation_spearman=rho[-1].mean().item(),
-                       randomisation_ssim=ss[-1].mean().item(), random_logit_spearman=rl.mean().item(),
-                       random_logit_ssim=rls.mean().item())
-            row['passes'] = row['randomisation_spearman'] < threshold and not row['random_logit_spearman'] >= threshold
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-@patch
-def plot_sanity_checks(self:CAMInterpretation, figsize:tuple=(8, 4))->plt.Figure:
-    "The mean Spearman correlation to the original maps at each step of the cascade, one line per method × layer"
-    curves = getattr(self, 'sanity_curves', None)
-    if not curves: raise ValueError("No sanity checks yet: run interp.sanity_checks() first")
-    fig, ax = plt.subplots(figsize=figsize)
-    for (m, name), (blocks, rho) in curves.items():
-        ax.plot(range(1, len(blocks) + 1), rho.cpu().numpy(), marker='o', label=f"{m} @ {name}")
-    blocks = next(iter(curves.values()))[0]
-    ax.set_xticks(range(1, len(blocks) + 1), blocks, rotation=60, fontsize='small')
-    ax.axhline(SANITY_THRESHOLD, color='grey', ls='--', lw=1)
-    ax.set(title='Cascading randomisation, from the output down', xlabel='blocks randomised up to',
-           ylabel='Spearman to the original maps', ylim=(-1.05, 1.05))
-    ax.legend(fontsize='small'); fig.tight_layout()
-    return fig
+    return _similarity(maps_of(model, target) if maps is None else maps, maps_of(model, other.to(target.device)), size)

@@ -6,28 +6,17 @@ Docs: https://fastcam.github.io/fastcam/monitor.html.md"""
 
 # %% ../nbs/07_monitor.ipynb #eb4494bc
 from __future__ import annotations
-import random, numpy as np
+import numpy as np
 from contextlib import contextmanager
 from pathlib import Path
 from fastai.basics import *
-from .core import inference_state, take_items, shared_docs, explains_several
+from .core import inference_state, rng_preserved, take_items, shared_docs, explains_several
 from .metrics import pointing_game
 from .callback import CAMCallback, model_kind
 from .interpret import show_cam_overlay, show_text_cam
 
 # %% auto #0
-__all__ = ['rng_preserved', 'CAMMonitor', 'save_gif']
-
-# %% ../nbs/07_monitor.ipynb #44061eaf
-@contextmanager
-def rng_preserved():
-    "Restore the states of Python's, numpy's and torch's random generators (CPU and CUDA) on exit"
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    try: yield
-    finally:
-        random.setstate(states[0]); np.random.set_state(states[1]); torch.set_rng_state(states[2])
-        if cuda is not None: torch.cuda.set_rng_state_all(cuda)
+__all__ = ['CAMMonitor', 'save_gif']
 
 # %% ../nbs/07_monitor.ipynb #616ef9da
 @shared_docs

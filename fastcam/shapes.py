@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 from fastai.vision.all import *
 
 # %% auto #0
-__all__ = ['SHAPES', 'synth_shapes', 'shapes_dls']
+__all__ = ['SHAPES', 'synth_shapes', 'shapes_dls', 'shape_masks']
 
 # %% ../nbs/05_shapes.ipynb #47673ac0
 SHAPES = ('ellipse', 'square', 'triangle')
@@ -73,3 +73,10 @@ def shapes_dls(path:str|Path, # The folder `synth_shapes` wrote
                                                        lambda o: path/'masks'/o.name, codes=['background', *SHAPES],
                                                        **common)
     raise ValueError(f"Unknown kind {kind!r}: use 'multi-label', 'segmentation' or 'regression'")
+
+def shape_masks(path:str|Path, # The folder `synth_shapes` wrote
+                names:list, # Image file names (or paths: their names are used)
+               )->Tensor:
+    "The masks of the images `names`: `(n, size, size)` class codes, 0 the background, a shape `SHAPES.index + 1`"
+    return torch.stack([torch.from_numpy(np.asarray(Image.open(Path(path)/'masks'/Path(str(f)).name))).long()
+                        for f in names])

@@ -11,6 +11,7 @@ warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', ca
 from pathlib import Path
 from fastai.text.all import *
 from .core import TOKEN_METHODS, CAM_METHODS
+from .metrics import token_pointing_game
 from .callback import CAMCallback
 from .interpret import CAMInterpretation
 from .pets import RecipeError, plain_epochs, recipe_accuracy, finish_recipe, one_line_errors
@@ -44,12 +45,8 @@ def text_pointing_game(maps:list, # One map per review, over its tokens
                        tokens:list, # The tokens of each review
                        words=POSITIVE_WORDS + NEGATIVE_WORDS, # The words that carry the label
                       )->Tensor:
-    "Per review, 1 if its top-scoring token is one of `words`, else 0"
-    if len(maps) != len(tokens): raise ValueError(f"Got {len(maps)} maps for {len(tokens)} reviews: give one per review")
-    words = set(words)
-    for m, t in zip(maps, tokens):
-        if len(m) != len(t): raise ValueError(f"A map of {len(m)} scores for {len(t)} tokens: give one score per token")
-    return tensor([float(t[int(m.argmax())] in words) for m, t in zip(maps, tokens)])
+    "Per review, 1 if its top-scoring token is one of `words` (the synthetic reviews' sentiment words), else 0"
+    return token_pointing_game(maps, tokens, words)
 
 # %% ../nbs/06_text.ipynb #bca5d55d
 def review_dls(df:pd.DataFrame, # Reviews: `text` and `label` columns (and `is_valid`, if it has one)

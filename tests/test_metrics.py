@@ -4,6 +4,7 @@ from fastcam.core import cam_maps
 from fastcam.metrics import (pointing_game, energy_pointing_game, deletion_auc, insertion_auc, average_drop,
                              increase_in_confidence, perturbation_curves)
 from fastcam.interpret import CAMInterpretation
+import fastcam.trust  # noqa: F401 (cam_report, sanity_checks)
 from fastcam.pets import item_boxes
 
 def test_pointing_game_masks_and_boxes_agree():
@@ -48,10 +49,10 @@ def test_faithfulness_on_region_model():
 def test_cam_report_on_learner(trained):
     interp = CAMInterpretation.from_learner(trained, layer='0.6')
     boxes = item_boxes(interp.dl.items)
-    df = interp.cam_report(methods=['gradcam', 'eigencam'], boxes=boxes, max_items=4, steps=4)
-    assert list(df.index) == ['gradcam', 'eigencam']
+    df = interp.cam_report(methods=['gradcam', 'eigencam'], boxes=boxes, max_items=4, steps=4).set_index('method')
+    assert sorted(df.index) == ['eigencam', 'gradcam']
     assert {'deletion_auc', 'insertion_auc', 'average_drop', 'increase_in_confidence', 'pointing_game',
-            'energy_pointing_game', 'sec_per_item'} <= set(df.columns)
+            'energy_pointing_game', 'cost', 'verdict', 'rank'} <= set(df.columns)
     x = torch.cat([b[0] for b in trained.dls.test_dl(interp.dl.items[:4], with_labels=True)]).as_subclass(torch.Tensor)
     maps = cam_maps(trained.model, x, '0.6', interp.decoded[:4])
     assert df.loc['gradcam', 'pointing_game'] == pytest.approx(pointing_game(maps, boxes[:4], x.shape[-2:]).mean().item())

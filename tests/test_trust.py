@@ -8,6 +8,7 @@ from fastcam.core import cam_maps, upsample_maps, CAMMethod, register_method, un
 from fastcam.metrics import (noisy_linear_impute, road, sparseness, relevance_mass, relevance_rank, rank_correlation,
                              ssim, model_randomisation, random_logit, cascade_blocks)
 from fastcam.interpret import CAMInterpretation
+import fastcam.trust  # noqa: F401 (cam_report, sanity_checks)
 from conftest import make_dls, no_hooks
 
 torch.manual_seed(0)

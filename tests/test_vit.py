@@ -8,6 +8,7 @@ from fastai.vision.all import ImageDataLoaders, get_image_files, Resize, vision_
 from fastcam.core import cam_maps, TokenGrid, channels_last
 from fastcam.callback import CAMCallback, body_layer
 from fastcam.interpret import CAMInterpretation
+import fastcam.trust  # noqa: F401 (cam_report, sanity_checks)
 from fastcam.pets import is_cat
 from conftest import Boom, no_hooks
 from conftest import panel, hot_top_left, assert_top_left_hot
@@ -148,9 +149,9 @@ def test_cam_report_and_every_method_on_vit(dls224):
     learn = vision_learner(dls224, 'vit_tiny_patch16_224', pretrained=False)
     interp = CAMInterpretation.from_learner(learn)
     methods = ('gradcam', 'hirescam', 'eigencam', 'cam')
-    df = interp.cam_report(methods=methods, max_items=4, steps=4, baseline='zero')
-    assert list(df.index) == list(methods)
+    df = interp.cam_report(methods=methods, max_items=4, steps=4, baseline='zero').set_index('method')
+    assert sorted(df.index) == sorted(methods)
     assert 0 <= df.loc['gradcam', 'deletion_auc'] <= 1 and 0 <= df.loc['hirescam', 'insertion_auc'] <= 1
-    assert 'not applicable' in df.loc['cam', 'note']
+    assert 'not applicable' in df.loc['cam', 'verdict'] and df.loc['eigencam', 'verdict'].startswith('fails')
     x = learn.dls.valid.one_batch()[0][:2].as_subclass(torch.Tensor)
     assert cam_maps(learn.model, x, body_layer(learn.model), method='scorecam', batch_size=256).shape == (2, 14, 14)
