@@ -149,8 +149,10 @@ def test_class_probs_are_get_preds_activation(learned):
 def test_token_curves_by_hand():
     "Deletion and insertion over tokens equal a loop written out step by step"
     torch.manual_seed(0)
-    emb, lin = nn.Embedding(10, 4), nn.Linear(4, 3)
-    model = lambda x: (lin(emb(x).mean(1)), None)
+    class Bag(nn.Module):
+        def __init__(self): super().__init__(); self.emb, self.lin = nn.Embedding(10, 4), nn.Linear(4, 3)
+        def forward(self, x): return self.lin(self.emb(x).mean(1)), None
+    model = Bag()
     texts = [torch.randint(1, 10, (7,)), torch.randint(1, 10, (4,))]
     maps = [torch.rand(7), torch.rand(4)]
     t = torch.tensor([2, 0])

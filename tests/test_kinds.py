@@ -90,10 +90,13 @@ def test_multilabel_bad_inputs(multi):
         multi.get_preds(dl=dl, cbs=CAMCallback(target='actual'))
     assert no_hooks(multi.model) and torch.is_grad_enabled()
 
-def hand_seg_gradcam(model, x, c, region=None):
-    "Grad-CAM at the encoder of class c's logits summed over its predicted pixels (or `region`), by hand"
+def last_decoder_block(model): return [m for m in model.layers if type(m).__name__ == 'UnetBlock'][-1]
+
+def hand_seg_gradcam(model, x, c, region=None, layer=None):
+    """Grad-CAM of class c's logits summed over its predicted pixels (or `region`), by hand, at `layer` (default: the
+    last decoder block, fastcam's default)"""
     feats = []
-    h = model[0].register_forward_hook(lambda m, i, o: feats.append(o))
+    h = (layer or last_decoder_block(model)).register_forward_hook(lambda m, i, o: feats.append(o))
     model.eval()
     with torch.enable_grad():
         out = model(x); h.remove()
@@ -105,7 +108,7 @@ def test_unet_default_layer_and_hand_score(unet):
     cb = CAMCallback()
     preds, targs, decoded = unet.get_preds(cbs=cb, with_decoded=True)
     n = len(preds)
-    assert cb.maps.shape == (n, 4, 2, 2)
+    assert cb.maps.shape == (n, 4, 32, 32) and cb.layer_name == 'layers.7'  # the last decoder block, at half resolution
     present = torch.stack([torch.bincount(d.flatten(), minlength=4) > 0 for d in decoded])
     assert torch.equal(cb.targets, present)
     x = valid_x(unet)
@@ -117,8 +120,8 @@ def test_unet_default_layer_and_hand_score(unet):
     torch.testing.assert_close(cb.maps[:, 2], hand_seg_gradcam(unet.model, x, 2, y == 2) * (y == 2).flatten(1).any(1)[:, None, None],
                                rtol=1e-4, atol=1e-6)
     top = torch.zeros(len(x), 64, 64, dtype=torch.bool); top[:, :20] = True
-    torch.testing.assert_close(cam_maps(unet.model, x, unet.model[0], 1, region=top), hand_seg_gradcam(unet.model, x, 1, top),
-                               rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(cam_maps(unet.model, x, unet.model[0], 1, region=top),
+                               hand_seg_gradcam(unet.model, x, 1, top, unet.model[0]), rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match='one mask per item'): cam_maps(unet.model, x, unet.model[0], 1, region=top[:, :5])
 
 def test_cam_predict_with_a_region(unet):
