@@ -6,7 +6,7 @@ Docs: https://fastcam.github.io/fastcam/metrics.html.md"""
 
 # %% ../nbs/03_metrics.ipynb #cde3bf1f
 from __future__ import annotations
-import time, torch, torch.nn as nn, torch.nn.functional as F
+import torch, torch.nn as nn, torch.nn.functional as F
 from copy import deepcopy
 from typing import Callable
 from torch import Tensor

@@ -6,8 +6,6 @@ Docs: https://fastcam.github.io/fastcam/monitor.html.md"""
 
 # %% ../nbs/07_monitor.ipynb #eb4494bc
 from __future__ import annotations
-import numpy as np
-from contextlib import contextmanager
 from pathlib import Path
 from fastai.basics import *
 from .core import inference_state, rng_preserved, take_items, shared_docs, explains_several

@@ -1,9 +1,10 @@
-import tempfile, numpy as np, pytest, torch
+import os, tempfile, numpy as np, pytest, torch
 from fastai.vision.all import (ImageDataLoaders, get_image_files, vision_learner, resnet18, error_rate, set_seed,
-                               Callback)
+                               Callback, accuracy)
 from fastcam.pets import synth_pets, is_cat
 
-torch.set_num_threads(2)
+# Two cores: two threads, or one per worker where pytest-xdist runs two
+torch.set_num_threads(1 if int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', 1)) > 1 else 2)
 
 @pytest.fixture(scope='session')
 def pets_path(tmp_path_factory): return synth_pets(tmp_path_factory.mktemp('pets'), n=48, size=64, seed=0)
@@ -18,6 +19,17 @@ def trained(pets_path):
     set_seed(0)
     learn = vision_learner(make_dls(pets_path), resnet18, metrics=error_rate, pretrained=False)
     learn.fit(1, 1e-3)
+    return learn
+
+@pytest.fixture(scope='session')
+def learned(tmp_path_factory):
+    "A synthetic pets model that learned (checked): 160 images, 4 epochs from scratch; tests put back what they change"
+    path = synth_pets(tmp_path_factory.mktemp('learned'), n=160, size=64, seed=0)
+    set_seed(0)
+    learn = vision_learner(make_dls(path), resnet18, metrics=accuracy, pretrained=False)
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(4, 3e-3)
+    acc = learn.validate()[1]
+    assert acc >= 0.9, f"the model did not learn (accuracy {acc:.2f}): its maps would say nothing"
     return learn
 
 @pytest.fixture

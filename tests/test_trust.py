@@ -3,13 +3,13 @@ computations (pytorch-grad-cam, scikit-image, scipy, loops by hand); the sanity 
 user's model left as it was."""
 import copy, threading
 import pytest, torch, torch.nn as nn
-from fastai.vision.all import vision_learner, resnet18, set_seed, accuracy, Tensor
+from fastai.vision.all import Tensor
 from fastcam.core import cam_maps, upsample_maps, CAMMethod, register_method, unregister_method
 from fastcam.metrics import (noisy_linear_impute, road, sparseness, relevance_mass, relevance_rank, rank_correlation,
                              ssim, model_randomisation, random_logit, cascade_blocks)
 from fastcam.interpret import CAMInterpretation
 import fastcam.trust  # noqa: F401 (cam_report, sanity_checks)
-from conftest import make_dls, no_hooks
+from conftest import no_hooks
 
 torch.manual_seed(0)
 
@@ -88,18 +88,6 @@ def test_ssim_equals_scikit_image():
     ref = [metrics.structural_similarity(x.numpy(), y.numpy(), data_range=1.0)
            for x, y in zip(normalize_maps(a), normalize_maps(b))]
     torch.testing.assert_close(ssim(a, b).double(), torch.tensor(ref), atol=1e-4, rtol=0)
-
-@pytest.fixture(scope='module')
-def learned(tmp_path_factory):
-    "A synthetic pets model that learned (checked): 160 images, 4 epochs from scratch"
-    from fastcam.pets import synth_pets
-    path = synth_pets(tmp_path_factory.mktemp('trust'), n=160, size=64, seed=0)
-    set_seed(0)
-    learn = vision_learner(make_dls(path), resnet18, metrics=accuracy, pretrained=False)
-    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(4, 3e-3)
-    acc = learn.validate()[1]
-    assert acc >= 0.9, f"the model did not learn (accuracy {acc:.2f}): its maps would say nothing"
-    return learn
 
 def centred(A, G, W):
     h = int(A.shape[-1] ** 0.5)
