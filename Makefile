@@ -26,8 +26,9 @@ export-check: export
 	@if ! git diff --quiet -- README.md; then \
 	  echo "ERROR: README.md is out of sync with nbs/index.ipynb: run 'make readme' and commit." >&2; exit 1; fi
 
+# Two notebooks at a time on two cores: one torch thread each, or they fight over the cores
 nbtest: venv
-	$(BIN)/nbdev-test --n-workers 2
+	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
 
 pytest: venv
 	$(BIN)/pytest tests -q -n 2 --dist loadfile
