@@ -282,7 +282,7 @@ class CAMCallback(HookCallback):
                                  f"one of {CAM_METHODS}")
             self.layer_name = find_layer(net, kind.embedding(net))[0]  # the maps are over its outputs
             return
-        if rec.rerun is not None and kind.tokens:
+        if rec.reruns and kind.tokens:
             raise ValueError(f"method={rec.name!r} masks the input image by each channel's map, which a text model "
                              f"does not take: use one of {TOKEN_METHODS} or a gradient method")
         self.layer_name, layer = find_layer(net, self.hooked_layer(x))
@@ -332,7 +332,7 @@ class CAMCallback(HookCallback):
         lengths = kind.lengths(net, xb[0]) if kind.tokens else None
         if rec.tokens is not None: maps, t = self._token_maps(kind, rec, pred1, target, xb[0])
         else:  # a method that re-runs the model (Score-CAM) does it on masked copies of this batch, here
-            rerun = dict(x=xb[0].as_subclass(Tensor), model=net) if rec.rerun is not None else {}
+            rerun = dict(x=xb[0].as_subclass(Tensor), model=net) if rec.reruns else {}
             maps, t = self.cam_hook.compute(pred, target, region=region, lengths=lengths, **rerun)
         return maps.float(), t, lengths
 

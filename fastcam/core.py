@@ -9,16 +9,18 @@ from __future__ import annotations
 import inspect, math, random, numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from contextlib import contextmanager
+from functools import partial
 from typing import Callable
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['CAM_METHODS', 'TOKEN_METHODS', 'CAM_PARAMS', 'find_layer', 'unwrap_model', 'cam_head', 'CAMMethod', 'MethodNames',
-           'register_method', 'unregister_method', 'get_method', 'inference_state', 'rng_preserved', 'locate_layer',
-           'resolve_targets', 'gt_masks', 'predicted_region', 'class_scores', 'take_items', 'normalize_maps',
-           'upsample_maps', 'channels_last', 'TokenGrid', 'token_grid', 'auto_layout', 'shared_docs',
-           'explains_several', 'CAMHook', 'cam_maps', 'integrated_gradients', 'token_occlusion']
+__all__ = ['METHOD_RNG', 'CAM_METHODS', 'TOKEN_METHODS', 'CAM_PARAMS', 'find_layer', 'unwrap_model', 'cam_head', 'CAMMethod',
+           'MethodNames', 'register_method', 'unregister_method', 'get_method', 'inference_state', 'rng_preserved',
+           'locate_layer', 'resolve_targets', 'gt_masks', 'predicted_region', 'class_scores', 'take_items',
+           'normalize_maps', 'upsample_maps', 'channels_last', 'TokenGrid', 'token_grid', 'auto_layout', 'shared_docs',
+           'explains_several', 'CAMHook', 'sscam_weights', 'iscam_weights', 'ablation_weights', 'guided_relus',
+           'guided_saliency', 'cam_maps', 'embedding_attributions', 'integrated_gradients', 'token_occlusion']
 
 # %% ../nbs/00_core.ipynb #7a87db1e
 def find_layer(model:nn.Module, # The model holding the layer
@@ -86,14 +88,54 @@ def _gradcampp(A, G, W):
     alpha = g2 / torch.where(denom != 0, denom, torch.ones_like(denom))
     return _wsum(_spatial(alpha * G.relu()), A)
 
-def _eigencam(A, G, W):
-    "Projection of each position on the first principal component of the channels, signed to agree with the mean"
-    flat = A.transpose(-1, -2)  # (..., s, k)
-    centred = flat - flat.mean(-2, keepdim=True)
-    v = torch.linalg.svd(centred, full_matrices=False).Vh[..., 0, :]  # (..., k)
-    proj = (centred @ v[..., None])[..., 0]  # (..., s)
-    sign = torch.sign((proj * (flat.mean(-1) - flat.mean((-2, -1))[..., None])).sum(-1, keepdim=True))
+def _centred(M): flat = M.transpose(-1, -2); return flat - flat.mean(-2, keepdim=True)  # (..., s, k)
+
+def _signed(proj, M):
+    "`proj` `(..., s)` signed to agree with the channel mean of `M` `(..., k, s)` (an SVD's sign is arbitrary)"
+    ref = M.mean(-2); ref = ref - ref.mean(-1, keepdim=True)
+    sign = torch.sign((proj * ref).sum(-1, keepdim=True))
     return proj * torch.where(sign == 0, torch.ones_like(sign), sign)
+
+def _projection(M):
+    "Projection of each position on the first principal component of the channels of `M`, centred over positions"
+    centred = _centred(M)
+    v = torch.linalg.svd(centred, full_matrices=False).Vh[..., 0, :]  # (..., k)
+    return _signed((centred @ v[..., None])[..., 0], M)
+
+def _segeigencam(A, G, W):
+    "The projection of |G|·A, flipped where its largest magnitude is negative (Seg-Eigen-CAM's sign correction)"
+    centred = _centred(G.abs() * A)
+    proj = (centred @ torch.linalg.svd(centred, full_matrices=False).Vh[..., 0, :, None])[..., 0]
+    flip = proj.amin(-1, keepdim=True).abs() > proj.amax(-1, keepdim=True).abs()
+    return torch.where(flip, -proj, proj)
+
+def _eigencam(A, G, W):     return _projection(A)
+def _eigengradcam(A, G, W): return _projection(G * A)
+def _elementwise(A, G, W):  return (G * A).relu().sum(-2)
+
+def _kpcacam(A, G, W, gamma:float|None=None, coef0:float=1.):
+    "The first kernel principal component (sigmoid kernel, scikit-learn's `KernelPCA` defaults) of the positions"
+    X = _centred(A)
+    K = torch.tanh((1 / X.shape[-1] if gamma is None else gamma) * X @ X.transpose(-1, -2) + coef0)  # (..., s, s)
+    K = K - K.mean(-1, keepdim=True) - K.mean(-2, keepdim=True) + K.mean((-2, -1), keepdim=True)
+    vals, vecs = torch.linalg.eigh(K)  # ascending
+    return _signed(vecs[..., -1] * vals[..., -1:].clamp_min(0).sqrt(), A)
+
+def _fem(A, G, W, k:float=2.):
+    "Each channel weighed by the share of its positions above its mean + `k` standard deviations"
+    th = A.mean(-1, keepdim=True) + k * A.std(-1, correction=0, keepdim=True)
+    return _wsum((A > th).to(A.dtype).mean(-1, keepdim=True), A)
+
+METHOD_RNG = torch.Generator().manual_seed(0)
+
+def _noise(shape, like:Tensor, std:float=1.)->Tensor:
+    "Gaussian noise from `METHOD_RNG` (drawn on the CPU, so the same on every device), on `like`'s device and dtype"
+    return (torch.randn(shape, generator=METHOD_RNG) * std).to(like.device, like.dtype)
+
+def _randomcam(A, G, W):
+    "A baseline: each channel weighed by a uniform draw in [-1, 1) (pytorch-grad-cam's `RandomCAM`)"
+    u = torch.rand(A.shape[:-1], generator=METHOD_RNG).to(A.device, A.dtype)
+    return _wsum(2 * u[..., None] - 1, A)
 
 # %% ../nbs/00_core.ipynb #9c1e4d7a
 @dataclass(frozen=True)
@@ -103,9 +145,16 @@ class CAMMethod:
     weigh:Callable|None=None # `(A, G, W) -> maps (..., s)`; `A`, `G`: `(..., k, s)`, `W`: `(..., k)` or `None`
     grads:bool=True # Needs `G`, the gradient of the class score with respect to the activation
     head:bool=False # Needs `W`, the weights of a pool → linear head (plain CAM)
-    rerun:Callable|None=None # `(model, x, A, t, batch_size) -> W`: runs the model again on masked inputs
+    rerun:Callable|None=None # `(model, x, A, t, batch_size, swap) -> W`: runs the model again on masked inputs
     tokens:Callable|None=None # `(model, x, embedding, t, lengths) -> (bs, L)`: passes over tokens, not a hook
     relu:bool=True # A ReLU ends the map
+    pixels:Callable|None=None # `(model, x, t, maps, region) -> (bs, [n,] H, W)`: maps at the input's resolution
+    cite:str='' # The paper, for the docs
+
+    @property
+    def reruns(self)->bool:
+        "Whether the method runs the model again on the input batch (so it needs an image model's input)"
+        return self.rerun is not None or self.pixels is not None
 
 _METHODS = {}
 
@@ -148,9 +197,34 @@ def get_method(name:str)->CAMMethod:
         raise ValueError(f"Unknown method {name!r}; choose one of {CAM_METHODS}, or for text models {TOKEN_METHODS}")
     return _METHODS[name]
 
-for _m in (CAMMethod('cam', _cam, grads=False, head=True, relu=False), CAMMethod('gradcam', _gradcam),
-           CAMMethod('gradcam++', _gradcampp), CAMMethod('hirescam', _hirescam), CAMMethod('xgradcam', _xgradcam),
-           CAMMethod('layercam', _layercam), CAMMethod('eigencam', _eigencam, grads=False)):
+for _m in (
+    CAMMethod('cam', _cam, grads=False, head=True, relu=False, cite="Zhou et al., Learning Deep Features for "
+              "Discriminative Localization, CVPR 2016"),
+    CAMMethod('gradcam', _gradcam, cite="Selvaraju et al., Grad-CAM: Visual Explanations from Deep Networks via "
+              "Gradient-based Localization, ICCV 2017"),
+    CAMMethod('gradcam++', _gradcampp, cite="Chattopadhyay et al., Grad-CAM++: Generalized Gradient-Based Visual "
+              "Explanations for Deep Convolutional Networks, WACV 2018"),
+    CAMMethod('hirescam', _hirescam, cite="Draelos & Carin, Use HiResCAM instead of Grad-CAM for faithful "
+              "explanations of convolutional neural networks, arXiv:2011.08891, 2020"),
+    CAMMethod('xgradcam', _xgradcam, cite="Fu et al., Axiom-based Grad-CAM: Towards Accurate Visualization and "
+              "Explanation of CNNs, BMVC 2020"),
+    CAMMethod('layercam', _layercam, cite="Jiang et al., LayerCAM: Exploring Hierarchical Class Activation Maps for "
+              "Localization, IEEE TIP 2021"),
+    CAMMethod('eigencam', _eigencam, grads=False, cite="Muhammad & Yeasin, Eigen-CAM: Class Activation Map using "
+              "Principal Components, IJCNN 2020"),
+    CAMMethod('gradcamelementwise', _elementwise, cite="Gildenblat et al., pytorch-grad-cam (2021): HiResCAM with "
+              "the ReLU applied to gradient × activation before the sum over channels"),
+    CAMMethod('eigengradcam', _eigengradcam, cite="Gildenblat et al., pytorch-grad-cam (2021): Eigen-CAM of "
+              "gradient × activation"),
+    CAMMethod('kpcacam', _kpcacam, grads=False, cite="Karmani et al., KPCA-CAM: Visual Explainability of Deep "
+              "Computer Vision Models using Kernel PCA, MMSP 2024 (arXiv:2410.00267)"),
+    CAMMethod('fem', _fem, grads=False, cite="Fuad et al., Features Understanding in 3D CNNs for Actions "
+              "Recognition in Video, IPTA 2020"),
+    CAMMethod('segeigencam', _segeigencam, cite="Chung & Ying, Seg-Eigen-CAM: Eigen-Value-Based Visual "
+              "Explanations for Semantic Segmentation Models, Applied Sciences 15(13), 2025"),
+    CAMMethod('randomcam', _randomcam, grads=False, cite="A baseline that explains nothing (pytorch-grad-cam's "
+              "RandomCAM): random channel weights from METHOD_RNG"),
+):
     register_method(_m)
 
 # %% ../nbs/00_core.ipynb #7ff4f0ae
@@ -459,8 +533,8 @@ class CAMHook:
         """Maps `(bs, *spatial)` and the class per item; for `'all'` or a mask of targets, maps `(bs, n_classes,
         *spatial)` (zero where a class is not explained) and the mask (`None` for `'all'`)"""
         rec = self.cam_method
-        if rec.rerun is not None and (x is None or model is None):
-            raise ValueError(f"method={rec.name!r} runs the model again on masked copies of the input: pass x= (the "
+        if rec.reruns and (x is None or model is None):
+            raise ValueError(f"method={rec.name!r} runs the model again on (masked copies of) the input: pass x= (the "
                              f"batch) and model= to compute")
         if self.act is None:
             raise RuntimeError(f"Layer {self.name!r} did not run in the forward pass, so there is no activation to "
@@ -473,12 +547,13 @@ class CAMHook:
                 t = resolve_targets(target, scores)
                 A = self._laid_out(leaf)  # (bs, k, *spatial)
                 G = _class_grads(scores, leaf, t, self._laid_out) if rec.grads else None
-                W = self._weights(out, A, t, x, model, batch_size)
+                W = self._weights(out, A, t, x, model, batch_size, leaf)
                 maps = _per_class(_weigh(rec.weigh, A, G, W, explains_several(t), lengths).detach(), t, scores.shape[1])
+                if rec.pixels is not None: maps = self._paused(rec.pixels, model, x, t, maps, region)
         finally: torch.set_grad_enabled(self.grad_mode)
         return (maps.relu() if rec.relu else maps), t
 
-    def _weights(self, out:Tensor, A:Tensor, t:Tensor|None, x, model, batch_size:int)->Tensor|None:
+    def _weights(self, out:Tensor, A:Tensor, t:Tensor|None, x, model, batch_size:int, leaf:Tensor)->Tensor|None:
         "`W` of the classes explained: the head's `(n, k)`, or per item from re-runs `(bs, k)`/`(bs, n, k)`; else `None`"
         rec, several = self.cam_method, explains_several(t)
         cols = None if t is None else _explained(t)
@@ -486,10 +561,28 @@ class CAMHook:
             W = _cam_linear(self.ran, out, A.shape[1]).weight
             return W if cols is None else W[cols]
         if rec.rerun is None: return None
-        self.paused = True  # the hooked layer runs in the re-runs too
-        try: W = rec.rerun(model, x, A, None if several else t, batch_size)
-        finally: self.paused = False
+        W = self._paused(rec.rerun, model, x, A, None if several else t, batch_size, partial(self._swap, leaf))
         return W[:, cols] if several and cols is not None else W
+
+    def _paused(self, f:Callable, *args):
+        "`f(*args)` with this hook paused: the hooked layer runs in the re-runs too"
+        self.paused = True
+        try: return f(*args)
+        finally: self.paused = False
+
+    @contextmanager
+    def _swap(self, leaf:Tensor, i:Tensor, A:Tensor):
+        "Within, the hooked layer outputs `A` (laid out, one row per index `i` of the batch) instead of its own output"
+        base = leaf[i].detach()
+        if self.layout is None: new = A.to(base.dtype)
+        else:  # back to the layer's own layout: a layout only moves and drops entries, so its transpose undoes it
+            with torch.enable_grad():
+                b = base.clone().requires_grad_()
+                moved = self.layout(b)
+                new = base + torch.autograd.grad(moved, b, (A - moved).detach().to(moved.dtype))[0]
+        h = self.layer.register_forward_hook(lambda m, i, o: (new, *o[1:]) if isinstance(o, tuple) else new)
+        try: yield
+        finally: h.remove()
 
     def remove(self):
         "Remove all hooks and drop the stored activation"
@@ -535,8 +628,8 @@ def _weigh_items(weigh:Callable, A:Tensor, G:Tensor|None, W:Tensor|None, lengths
     return torch.cat(res)
 
 # %% ../nbs/00_core.ipynb #c3a60550
-def _scorecam_weights(model:nn.Module, x:Tensor, A:Tensor, t:Tensor|None, batch_size:int=64)->Tensor:
-    "Softmax score of class `t` (`(n, k)`), or of every class (`(n, c, k)` if `t` is None), per masked input"
+def _channel_passes(model:nn.Module, x:Tensor, A:Tensor, batch_size:int, inputs:Callable, name:str)->Tensor:
+    "Class scores `(n, k, c)` of `model` on `inputs(i, c)`, the rows for items `i` and channels `c`, chunk by chunk"
     n, k = A.shape[:2]
     pairs = torch.cartesian_prod(torch.arange(n), torch.arange(k)).split(batch_size)
     if len(pairs) > 8:
@@ -546,16 +639,107 @@ def _scorecam_weights(model:nn.Module, x:Tensor, A:Tensor, t:Tensor|None, batch_
     with torch.no_grad():
         for chunk in pairs:
             i, c = chunk.to(A.device).unbind(1)
-            masks = normalize_maps(upsample_maps(A[i, c], x.shape[-2:]))
-            p = model(x[i] * masks[:, None].to(x.dtype))
-            if p.ndim != 2: raise ValueError(f"method='scorecam' needs class scores (bs, n_classes), not "
-                                             f"{tuple(p.shape)}: use a gradient method for dense outputs")
-            p = p.softmax(-1)
+            p = _rows_scores(model, inputs(i, c), name)
             if scores is None: scores = p.new_empty(n, k, p.shape[-1])
             scores[i, c] = p
-    return scores.transpose(1, 2) if t is None else scores[torch.arange(n), :, t]
+    return scores
 
-register_method(CAMMethod('scorecam', _cam, grads=False, rerun=_scorecam_weights))
+def _rows_scores(model:nn.Module, x:Tensor, name:str)->Tensor:
+    p = model(x)
+    p = p[0] if isinstance(p, (tuple, list)) else p
+    if p.ndim != 2: raise ValueError(f"method={name!r} needs class scores (bs, n_classes), not {tuple(p.shape)}: use "
+                                     f"a gradient method for dense outputs")
+    return p
+
+def _of_targets(scores:Tensor, t:Tensor|None)->Tensor:
+    "Per-channel weights `(n, k, c)` → those of class `t` `(n, k)`, or of every class `(n, c, k)` if `t` is None"
+    return scores.transpose(1, 2) if t is None else scores[torch.arange(len(scores)), :, t]
+
+def _scorecam_weights(model:nn.Module, x:Tensor, A:Tensor, t:Tensor|None, batch_size:int=64, swap=None)->Tensor:
+    "Softmax score of class `t` (`(n, k)`), or of every class (`(n, c, k)` if `t` is None), per masked input"
+    def inputs(i, c): return x[i] * normalize_maps(upsample_maps(A[i, c], x.shape[-2:]))[:, None].to(x.dtype)
+    return _of_targets(_channel_passes(model, x, A, batch_size, inputs, 'scorecam').softmax(-1), t)
+
+register_method(CAMMethod('scorecam', _cam, grads=False, rerun=_scorecam_weights, cite="Wang et al., Score-CAM: "
+    "Score-Weighted Visual Explanations for Convolutional Neural Networks, CVPR Workshops 2020 (this is "
+    "pytorch-grad-cam's variant before its channel softmax: each masked input's softmax score of the class)"))
+
+# %% ../nbs/00_core.ipynb #5e1a7c02
+def _torchcam_masks(A:Tensor, size:tuple)->Tensor:
+    "Each channel min-max normalised as torchcam does (`(a - min) / (max - min + 1e-8)`), then upsampled to `size`"
+    lo = A.flatten(-2).amin(-1)[..., None, None]
+    a = A - lo
+    return upsample_maps(a / (a.flatten(-2).amax(-1)[..., None, None] + 1e-8), size)
+
+def _channel_softmax(total:Tensor, t:Tensor|None)->Tensor:
+    return _of_targets(total, t).softmax(-1)  # over channels: (n, k) or (n, c, k)
+
+def sscam_weights(n_samples:int=35, # Noisy masks per channel
+                  std:float=2., # Standard deviation of the noise added to each normalised mask
+                 )->Callable:
+    "SS-CAM's `rerun`, with its own number of samples and noise"
+    def rerun(model, x, A, t, batch_size=64, swap=None):
+        masks = _torchcam_masks(A, x.shape[-2:])  # (n, k, H, W), at the layer's size until upsampled per chunk
+        def inputs(i, c): return x[i] * (masks[i, c] + _noise(masks[i, c].shape, masks, std))[:, None].to(x.dtype)
+        total = sum(_channel_passes(model, x, A, batch_size, inputs, 'sscam') for _ in range(n_samples))
+        return _channel_softmax(total / n_samples, t)
+    return rerun
+
+def iscam_weights(n_samples:int=10, # Steps along the integration path
+                 )->Callable:
+    "IS-CAM's `rerun`, with its own number of steps"
+    def rerun(model, x, A, t, batch_size=64, swap=None):
+        masks, total, coeff = _torchcam_masks(A, x.shape[-2:]), 0, 0.
+        for j in range(n_samples):
+            coeff += (j + 1) / n_samples
+            def inputs(i, c, coeff=coeff): return coeff * (x[i] * masks[i, c][:, None].to(x.dtype))
+            total = total + _channel_passes(model, x, A, batch_size, inputs, 'iscam')
+        return _channel_softmax(total / n_samples, t)
+    return rerun
+
+register_method(CAMMethod('sscam', _cam, grads=False, rerun=sscam_weights(), cite="Wang et al., SS-CAM: Smoothed "
+    "Score-CAM for Sharper Visual Feature Localization, arXiv:2006.14255, 2020 (torchcam's variant)"))
+register_method(CAMMethod('iscam', _cam, grads=False, rerun=iscam_weights(), cite="Naidu et al., IS-CAM: Integrated "
+    "Score-CAM for axiomatic-based explanations, arXiv:2010.03023, 2020 (torchcam's variant)"))
+
+# %% ../nbs/00_core.ipynb #5e1a7c04
+def _to_ablate(A:Tensor, ratio:float)->list:
+    "Per item, the channels to ablate: all, or pytorch-grad-cam's pick of the `ratio` most and least salient"
+    n, k = A.shape[:2]
+    if ratio >= 1: return [torch.arange(k, device=A.device)] * n
+    proj = _projection(A.flatten(2)).abs()  # (n, s): where the activation's first component lies
+    lo, hi = proj.amin(-1, keepdim=True), proj.amax(-1, keepdim=True)
+    inside = ((proj - lo) / (hi - lo) > 0.01).to(A.dtype)
+    a = A.flatten(2).abs(); a = a - a.amin(-1, keepdim=True); a = a / a.amax(-1, keepdim=True)
+    order = ((inside[:, None] * a).sum(-1) / a.sum(-1)).argsort(-1)  # ascending, per item
+    m = int(k * ratio)
+    return [torch.unique(torch.cat([o.flip(0)[:m], o[:m]])) for o in order]
+
+def ablation_weights(ratio:float=1., # Share of the channels to ablate (pytorch-grad-cam's `ratio_channels_to_ablate`)
+                    )->Callable:
+    "Ablation-CAM's `rerun`, ablating `ratio` of the channels"
+    if not 0 < ratio <= 1: raise ValueError(f"ratio is the share of channels to ablate, in (0, 1]; got {ratio}")
+    def rerun(model, x, A, t, batch_size=64, swap=None):
+        if swap is None: raise ValueError("Ablation-CAM swaps the hooked layer's output: call it through CAMHook")
+        with torch.no_grad(): base = _rows_scores(model, x, 'ablationcam')  # (n, c)
+        chans = _to_ablate(A, ratio)
+        item = torch.cat([torch.full_like(c, i) for i, c in enumerate(chans)])
+        chan = torch.cat(chans)
+        scores = base[:, None].repeat(1, A.shape[1], 1)  # channels not ablated keep the score: they weigh zero
+        def ablated(i, c):
+            a = A[i].clone()
+            low = a.flatten(1).amin(1)
+            a[torch.arange(len(i)), c] = torch.where(low == 0, low, low - 1e7).view(-1, *[1] * (a.ndim - 2))
+            return a
+        pairs = torch.stack([item, chan], 1).split(batch_size)
+        with torch.no_grad():
+            for i, c in (p.unbind(1) for p in pairs):
+                with swap(i, ablated(i, c)): scores[i, c] = _rows_scores(model, x[i], 'ablationcam')
+        return _of_targets((base[:, None] - scores) / base[:, None], t)
+    return rerun
+
+register_method(CAMMethod('ablationcam', _cam, grads=False, rerun=ablation_weights(), cite="Desai & Ramaswamy, "
+    "Ablation-CAM: Visual Explanations for Deep Convolutional Network via Gradient-free Localization, WACV 2020"))
 
 # %% ../nbs/00_core.ipynb #256e8ed8
 def _class_grads(out:Tensor, leaf:Tensor, t:Tensor|None, layout:Callable)->Tensor:
@@ -575,13 +759,58 @@ def _class_grads(out:Tensor, leaf:Tensor, t:Tensor|None, layout:Callable)->Tenso
     if g is None: raise RuntimeError("The model output does not depend on the hooked layer; pick a layer on its path")
     return layout(g.flatten(0, 1)).unflatten(0, g.shape[:2]).transpose(0, 1)
 
+# %% ../nbs/00_core.ipynb #6b0d2e02
+class _GuidedReLU(torch.autograd.Function):
+    "The identity on a ReLU's output; its backward passes only positive gradients where that output is positive"
+    @staticmethod
+    def forward(ctx, o): ctx.save_for_backward(o); return o.clone()
+    @staticmethod
+    def backward(ctx, g): o, = ctx.saved_tensors; return g.clamp_min(0) * (o > 0)
+
+@contextmanager
+def guided_relus(model:nn.Module):
+    "Within, every `nn.ReLU` of `model` backpropagates as in guided backpropagation; the model as before on exit"
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    if not relus: raise ValueError(f"Guided backpropagation changes the backward pass of nn.ReLU modules, and this "
+                                   f"{type(model).__name__} has none: use a gradient method such as 'gradcam'")
+    hs = [m.register_forward_hook(lambda m, i, o: _GuidedReLU.apply(o)) for m in relus]
+    try: yield
+    finally:
+        for h in hs: h.remove()
+
+def guided_saliency(model:nn.Module, # A model with `nn.ReLU` modules
+                    x:Tensor, # Input batch `(bs, C, H, W)`
+                    t:Tensor|None, # Resolved targets (`resolve_targets`): one class per item, a mask, or `None` (all)
+                    region:Tensor|None=None, # Dense outputs only: as in `class_scores`
+                   )->Tensor:
+    "The largest absolute guided gradient over the input's channels, `(bs, H, W)` (or `(bs, n_classes, H, W)`)"
+    xi = x.detach().clone().requires_grad_()
+    with inference_state(model), guided_relus(model), torch.enable_grad():
+        out = model(xi)
+        scores = class_scores(out[0] if isinstance(out, (tuple, list)) else out, region)
+        if not explains_several(t):
+            return torch.autograd.grad(scores.gather(1, t[:, None]).sum(), xi)[0].abs().amax(1)
+        cols = torch.arange(scores.shape[1]) if t is None else _explained(t)
+        sal = [torch.autograd.grad(scores[:, c].sum(), xi, retain_graph=True)[0].abs().amax(1) for c in cols.tolist()]
+    return _per_class(torch.stack(sal, 1) if sal else xi.new_zeros(len(xi), 0, *xi.shape[2:]), t, scores.shape[1])
+
+def _guided_gradcam(model, x, t, maps, region):
+    return upsample_maps(maps.relu(), x.shape[-2:]) * guided_saliency(model, x, t, region)
+
+register_method(CAMMethod('guidedbackprop', lambda A, G, W: A.sum(-2), grads=False,
+    pixels=lambda model, x, t, maps, region: guided_saliency(model, x, t, region), cite="Springenberg et al., "
+    "Striving for Simplicity: The All Convolutional Net, ICLR workshop 2015 (the layer is not used)"))
+register_method(CAMMethod('guidedgradcam', _gradcam, pixels=_guided_gradcam, cite="Selvaraju et al., Grad-CAM: "
+    "Visual Explanations from Deep Networks via Gradient-based Localization, ICCV 2017 (guided Grad-CAM)"))
+
 # %% ../nbs/00_core.ipynb #85d6885c
 @shared_docs
 def cam_maps(model:nn.Module, # A classifier `(bs, n_classes)`, or a dense model `(bs, c, H, W)` (segmentation)
              x:Tensor, # Input batch
              layer:nn.Module|str, target:str|int|list|Tensor='pred', method:str='gradcam', batch_size:int=64,
              reshape:Callable|None=None, region:Tensor|None=None)->Tensor:
-    "Raw maps `(bs, h, w)` (`(bs, n_classes, h, w)` for `'all'`) at `layer`'s resolution, after the method's ReLU"
+    "Raw maps `(bs, h, w)` (`(bs, n_classes, h, w)` for `'all'`) at `layer`'s resolution (input-space methods: the "
+    "input's), after the method's ReLU"
     with inference_state(model), CAMHook(model, layer, method, reshape) as hook:
         with torch.no_grad(): out = model(x)
         return hook.compute(out, target, x, model, batch_size, region)[0]
@@ -592,35 +821,55 @@ def _scores_at(out, t):
     out = out[0] if isinstance(out, (tuple, list)) else out
     return out.gather(1, t[:, None])[:, 0]
 
-def integrated_gradients(model:nn.Module, # A model taking token ids
-                         x:Tensor, # Token ids `(bs, L)`
-                         layer:nn.Module|str, # The embedding layer (output `(rows, l, d)`, maybe once per chunk)
-                         target:Tensor, # The class explained per item, `(bs,)`
-                         steps:int=8, # Points on the path from a zero embedding to the actual one
-                         batch_size:int=512, # Rows (items × steps) per forward pass
-                        )->Tensor:
-    "Integrated gradients of each item's class score over its embedding, summed over features: `(bs, L)`"
+def embedding_attributions(model:nn.Module, # A model taking token ids
+                            x:Tensor, # Token ids `(bs, L)`
+                            layer:nn.Module|str, # The embedding layer (output `(rows, l, d)`, maybe once per chunk)
+                            target:Tensor, # The class explained per item, `(bs,)`
+                            alphas:Tensor, # Where on the path from a zero embedding `e` is taken: `α·e` (+ noise)
+                            weights:Tensor, # The weight of each point's gradient
+                            noise:float=0., # Noise added to each point, × the std of the item's embedding
+                            batch_size:int=512, # Rows (items × points) per forward pass
+                           )->Tensor:
+    "`e · Σ_j w_j ∇e(α_j e + ε_j)` of each item's class score, summed over features: `(bs, L)`, in batched passes"
     name, mod = find_layer(model, layer)
-    alphas = (torch.arange(steps, dtype=torch.float, device=x.device) + 0.5) / steps
-    res = []
+    steps, res = len(alphas), []
+    alphas, weights = alphas.to(x.device, torch.float), weights.to(x.device, torch.float)
     for xs, ts in zip(x.split(max(1, batch_size // steps)), target.split(max(1, batch_size // steps))):
-        a, embs, scaled = alphas.repeat(len(xs)), [], []
+        a, embs, moved = alphas.repeat(len(xs)), [], []
         def hook(m, i, o):
             e = o.detach()
-            embs.append(e); scaled.append((e * a[:len(e)].view(-1, *[1] * (e.ndim - 1)).to(e.dtype)).requires_grad_())
-            return scaled[-1]
+            p = e * a[:len(e)].view(-1, *[1] * (e.ndim - 1)).to(e.dtype)
+            if noise: p = p + _noise(e.shape, e, noise) * e.flatten(1).std(1).view(-1, *[1] * (e.ndim - 1))
+            embs.append(e); moved.append(p.requires_grad_())
+            return moved[-1]
         h = mod.register_forward_hook(hook)
         try:
             with inference_state(model), torch.enable_grad():
                 out = model(xs.repeat_interleave(steps, 0))
-                grads = torch.autograd.grad(_scores_at(out, ts.repeat_interleave(steps)).sum(), scaled, allow_unused=True)
+                grads = torch.autograd.grad(_scores_at(out, ts.repeat_interleave(steps)).sum(), moved, allow_unused=True)
         finally: h.remove()
         if not embs: raise ValueError(f"Layer {name!r} did not run: give the model's embedding layer")
         rows = len(xs) * steps  # later chunks of a long text may hold fewer rows: pad them back
         per = [F.pad(((e * g).sum(-1) if g is not None else torch.zeros(e.shape[:2], device=e.device)),
                      (0, 0, 0, rows - len(e))) for e, g in zip(embs, grads)]
-        res.append(torch.cat(per, 1).view(len(xs), steps, -1).mean(1))
+        res.append((torch.cat(per, 1).view(len(xs), steps, -1) * weights[:, None]).sum(1))
     return torch.cat(res)
+
+def integrated_gradients(model:nn.Module, # A model taking token ids
+                         x:Tensor, # Token ids `(bs, L)`
+                         layer:nn.Module|str, # The embedding layer (output `(rows, l, d)`, maybe once per chunk)
+                         target:Tensor, # The class explained per item, `(bs,)`
+                         steps:int=4, # Points on the path from a zero embedding to the actual one
+                         rule:str='gauss', # `'gauss'` (Gauss–Legendre) or `'midpoint'`
+                         batch_size:int=512, # Rows (items × steps) per forward pass
+                        )->Tensor:
+    "Integrated gradients of each item's class score over its embedding, summed over features: `(bs, L)`"
+    if rule == 'gauss':
+        nodes, w = np.polynomial.legendre.leggauss(steps)
+        alphas, weights = torch.tensor((nodes + 1) / 2), torch.tensor(w / 2)
+    elif rule == 'midpoint': alphas, weights = (torch.arange(steps) + 0.5) / steps, torch.full((steps,), 1 / steps)
+    else: raise ValueError(f"Unknown rule {rule!r}: use 'gauss' (Gauss-Legendre) or 'midpoint'")
+    return embedding_attributions(model, x, layer, target, alphas, weights, batch_size=batch_size)
 
 def token_occlusion(model:nn.Module, # A model taking token ids
                     x:Tensor, # Token ids `(bs, L)`, padding at the end
@@ -640,5 +889,14 @@ def token_occlusion(model:nn.Module, # A model taking token ids
             maps[i, j] = base[i] - _scores_at(model(xs), target[i]).float()
     return maps
 
-register_method(CAMMethod('intgrad', tokens=lambda model, x, emb, t, lengths: integrated_gradients(model, x, emb, t)))
-register_method(CAMMethod('occlusion', tokens=lambda model, x, emb, t, lengths: token_occlusion(model, x, t, lengths)))
+register_method(CAMMethod('intgrad', tokens=lambda model, x, emb, t, lengths: integrated_gradients(model, x, emb, t),
+    cite="Sundararajan et al., Axiomatic Attribution for Deep Networks, ICML 2017 (4-point Gauss-Legendre rule)"))
+register_method(CAMMethod('occlusion', tokens=lambda model, x, emb, t, lengths: token_occlusion(model, x, t, lengths),
+    cite="Zeiler & Fergus, Visualizing and Understanding Convolutional Networks, ECCV 2014 (one token at a time)"))
+_one = torch.ones(1)
+register_method(CAMMethod('gradxinput', tokens=lambda model, x, emb, t, lengths: embedding_attributions(
+    model, x, emb, t, _one, _one), cite="Shrikumar et al., Not Just a Black Box: Learning Important Features Through "
+    "Propagating Activation Differences, arXiv:1605.01713, 2016 (gradient × embedding)"))
+register_method(CAMMethod('smoothgrad', tokens=lambda model, x, emb, t, lengths: embedding_attributions(
+    model, x, emb, t, torch.ones(8), torch.full((8,), 1 / 8), noise=0.15), cite="Smilkov et al., SmoothGrad: "
+    "removing noise by adding noise, arXiv:1706.03825, 2017 (8 samples, noise 0.15 × the embedding's std, × embedding)"))

@@ -59,7 +59,7 @@ def _candidates(net:nn.Module, methods, layers, layouts:dict)->list:
                 raise ValueError(f"method={m!r} needs a model that takes tokens (a fastai text classifier); use one "
                                  f"of {CAM_METHODS}")
             res.append((m, find_layer(net, kind.embedding(net))[0], None)); continue
-        if rec.rerun is not None and kind.tokens:
+        if rec.reruns and kind.tokens:
             raise ValueError(f"method={m!r} masks the input image, which a text model does not take: use one of "
                              f"{TOKEN_METHODS} or a gradient method")
         res += [(m, n, layouts.get(n)) for n in names]
@@ -184,7 +184,7 @@ def _check_threshold(threshold:float):
 # %% ../nbs/08_trust.ipynb #a800000b
 def _default_methods(kind)->list:
     "Every registered method that applies to a model of `kind`"
-    return [m for m in CAM_METHODS if not (kind.tokens and get_method(m).rerun is not None)] + (
+    return [m for m in CAM_METHODS if not (kind.tokens and get_method(m).reruns)] + (
         list(TOKEN_METHODS) if kind.tokens else [])
 
 @patch

@@ -1,0 +1,166 @@
+"""Every image method of fastcam next to pytorch-grad-cam's and torchcam's class for the same method, in one run:
+time per batch of maps ÷ a plain forward, and peak memory ÷ plain inference.
+
+    python benchmarks/bench_methods.py                 # writes benchmarks/METHODS.md and benchmarks/methods.json
+    python benchmarks/bench_methods.py --smoke         # tiny sizes, one repeat: keeps the script working (CI)
+    python benchmarks/bench_methods.py --device cuda   # the same on a GPU (memory: torch's peak allocated)
+"""
+from __future__ import annotations
+import argparse, copy, json, os, platform, subprocess, sys, time
+from pathlib import Path
+import torch
+from fastai.vision.all import create_vision_model, resnet34, resnet18, set_seed
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_cam import paired, fmt, _status, SEED, THREADS
+from fastcam.core import cam_maps, CAM_METHODS, get_method, register_method, unregister_method, CAMMethod, _cam
+from fastcam.core import sscam_weights, iscam_weights
+
+PERTURB = ('scorecam', 'sscam', 'iscam', 'ablationcam')
+SAMPLES = 5  # SS-CAM's and IS-CAM's samples here (35 and 10 by default), the same for torchcam: a CPU cannot do more
+PGC = {'gradcam': 'GradCAM', 'hirescam': 'HiResCAM', 'gradcam++': 'GradCAMPlusPlus', 'xgradcam': 'XGradCAM',
+       'layercam': 'LayerCAM', 'eigencam': 'EigenCAM', 'gradcamelementwise': 'GradCAMElementWise',
+       'eigengradcam': 'EigenGradCAM', 'kpcacam': 'KPCA_CAM', 'fem': 'FEM', 'randomcam': 'RandomCAM',
+       'scorecam': 'ScoreCAM', 'ablationcam': 'AblationCAM'}
+TORCHCAM = {'cam': 'CAM', 'gradcam': 'GradCAM', 'gradcam++': 'GradCAMpp', 'xgradcam': 'XGradCAM',
+            'layercam': 'LayerCAM', 'scorecam': 'ScoreCAM', 'sscam': 'SSCAM', 'iscam': 'ISCAM'}
+
+def setting(method:str, smoke:bool)->dict:
+    "Model, batch and layer of a method's row: resnet34 at 224 px for one pass; resnet18 at 64 px for re-runs"
+    if smoke: return dict(arch='resnet18', bs=2, size=64, layer='0.6')
+    if method in PERTURB: return dict(arch='resnet18', bs=2, size=64, layer='0.6')  # 256 channels, 4×4 maps
+    return dict(arch='resnet34', bs=8, size=224, layer='0')
+
+def model_and_batch(arch, bs, size, device, layer=None):
+    set_seed(SEED)
+    head = dict(custom_head=torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                                torch.nn.Linear(512, 2)))  # a head plain CAM applies to
+    model = create_vision_model(resnet34 if arch == 'resnet34' else resnet18, 2, pretrained=False, **head)
+    return model.eval().to(device), torch.randn(bs, 3, size, size, device=device)
+
+def method_fn(lib, method, model, layer, batch_size=64):
+    "`x, t -> maps` for `method` in library `lib`, set up as a user would (outside the timing)"
+    mod = model.get_submodule(layer)
+    name = method
+    if lib == 'fastcam':
+        if method in ('sscam', 'iscam'):  # the same number of samples as torchcam's below
+            name = f'{method}_bench'
+            if name not in CAM_METHODS:
+                rerun = (sscam_weights if method == 'sscam' else iscam_weights)(SAMPLES)
+                register_method(CAMMethod(name, _cam, grads=False, rerun=rerun))
+        return lambda x, t: cam_maps(model, x, layer, t, name, batch_size=batch_size)
+    if lib == 'pytorch-grad-cam':
+        import pytorch_grad_cam as pgc
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+        kw = dict(batch_size=batch_size) if method in ('scorecam', 'ablationcam') else {}
+        cam = getattr(pgc, PGC[method])(model, [mod], **kw)
+        return lambda x, t: cam(x, [ClassifierOutputTarget(int(c)) for c in t])
+    if lib == 'torchcam':
+        import torchcam.methods as tc
+        kw = dict(batch_size=batch_size) if method in PERTURB else {}
+        if method in ('sscam', 'iscam'): kw['num_samples'] = SAMPLES
+        if method == 'cam': kw['fc_layer'] = '1.2'
+        def run(x, t):
+            with getattr(tc, TORCHCAM[method])(model, layer, input_shape=tuple(x.shape[1:]), **kw) as cam:
+                with torch.set_grad_enabled(get_method(method).grads): out = model(x)
+                return cam(t.tolist(), out)
+        return run
+    raise ValueError(lib)
+
+def libs_of(method): return ['fastcam'] + (['pytorch-grad-cam'] if method in PGC else []) + (
+    ['torchcam'] if method in TORCHCAM else [])
+
+def sync(device):
+    if device == 'cuda': torch.cuda.synchronize()
+
+def mem_child(lib, method, smoke, device):
+    "Peak memory of one pass (`lib='plain'`: a plain no_grad forward) in a process of its own"
+    torch.set_num_threads(THREADS)
+    s = setting(method, smoke)
+    model, x = model_and_batch(s['arch'], s['bs'], s['size'], device)
+    if lib != 'plain':
+        model = copy.deepcopy(model)
+        f = method_fn(lib, method, model, s['layer'])
+    t = torch.zeros(len(x), dtype=torch.long, device=device)
+    if device == 'cuda': torch.cuda.reset_peak_memory_stats(); before = torch.cuda.memory_allocated() / 2**20
+    else:
+        with open('/proc/self/clear_refs', 'w') as fh: fh.write('5')  # reset the peak (VmHWM) to the current RSS
+        before = _status('VmRSS')
+    if lib == 'plain':
+        with torch.no_grad(): model(x)
+    else: f(x, t)
+    sync(device)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device == 'cuda' else _status('VmHWM')
+    print(json.dumps(dict(before=before, peak=peak)))
+
+def measure_mem(lib, method, smoke, device):
+    out = subprocess.run([sys.executable, __file__, '--mem-child', lib, method, str(int(smoke)), device], check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+def main(smoke=False, device='cpu', repeats=3, out='benchmarks/METHODS.md'):
+    torch.set_num_threads(THREADS)
+    if smoke: repeats = 1
+    t0, res = time.time(), {}
+    log = lambda *a: print(*a, flush=True)
+    methods = [m for m in CAM_METHODS if not m.endswith('_bench')]
+    for method in methods:
+        s = setting(method, smoke)
+        model, x = model_and_batch(s['arch'], s['bs'], s['size'], device)
+        t = torch.zeros(len(x), dtype=torch.long, device=device)
+        def plain():
+            with torch.no_grad(): model(x)
+            sync(device)
+        row = dict(setting=s, time={}, mem={})
+        plain_mem = measure_mem('plain', method, smoke, device)['peak']
+        for lib in libs_of(method):
+            m = copy.deepcopy(model)  # the peers may write .grad or swap modules
+            f = method_fn(lib, method, m, s['layer'])
+            def call(): f(x, t); sync(device)
+            row['time'][lib] = paired(call, plain, repeats)
+            row['mem'][lib] = measure_mem(lib, method, smoke, device)['peak'] / plain_mem
+        res[method] = row
+        log(f"{method:20s}", {lib: f"{fmt(row['time'][lib])}, mem {row['mem'][lib]:.2f}×" for lib in row['time']})
+    if smoke: return log(f"smoke run done in {time.time() - t0:.0f} s")
+    Path(out).with_name('methods.json').write_text(json.dumps(dict(device=device, samples=SAMPLES, methods={
+        m: dict(setting=r['setting'], time={l: v[1] for l, v in r['time'].items()}, mem=r['mem'])
+        for m, r in res.items()}), indent=1) + '\n')
+    write_md(out, res, device, repeats, t0)
+    log(f"wrote {out} in {time.time() - t0:.0f} s")
+
+def write_md(out, res, device, repeats, t0):
+    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')),
+               platform.processor())
+    import importlib.metadata as md
+    L = ["# Every method, next to the peers", "",
+         "Reproduce with `make bench` (`python benchmarks/bench_methods.py`). Each row: time of one batch of maps ÷ a "
+         f"plain `no_grad` forward of the same batch (both warmed up, called alternately {repeats} times; median, "
+         "min–max in brackets), and the peak memory of the pass ÷ that of a plain forward, each in a process of its "
+         "own. The peers are given the same model, layer, batch and class, and the same `batch_size` of masked inputs.",
+         "",
+         f"- Device: {device}" + (f" ({cpu}, {os.cpu_count()} cores, `torch.set_num_threads({THREADS})`)" if device ==
+                                  'cpu' else f" ({torch.cuda.get_device_name()})"),
+         f"- torch {torch.__version__}, grad-cam {md.version('grad-cam')}, torchcam {md.version('torchcam')}",
+         "- One-pass methods: fastai `create_vision_model(resnet34, 2, pretrained=False)` with a pool → linear head, "
+         "bs 8, 224 px, at `model[0]`. Methods that re-run the model (Score-CAM, SS-CAM, IS-CAM, Ablation-CAM): "
+         "resnet18, bs 2, 64 px, at `model[0][-2]` (256 channels), 64 masked inputs per pass; SS-CAM and IS-CAM with "
+         f"{SAMPLES} samples for both libraries.", "",
+         "| method | fastcam time | pytorch-grad-cam time | torchcam time | fastcam memory | pytorch-grad-cam memory | "
+         "torchcam memory |", "|---|---|---|---|---|---|---|"]
+    for m, r in res.items():
+        cell = lambda d, lib, f: f(d[lib]) if lib in d else '—'
+        L.append(f"| `{m}` | " + ' | '.join(cell(r['time'], lib, fmt) for lib in ('fastcam', 'pytorch-grad-cam',
+                 'torchcam')) + ' | ' + ' | '.join(cell(r['mem'], lib, lambda v: f"{v:.2f}×") for lib in
+                 ('fastcam', 'pytorch-grad-cam', 'torchcam')) + ' |')
+    L += ["", f"Total run time: {time.time() - t0:.0f} s.", ""]
+    Path(out).write_text('\n'.join(L))
+
+if __name__ == '__main__':
+    if len(sys.argv) > 1 and sys.argv[1] == '--mem-child':
+        mem_child(sys.argv[2], sys.argv[3], bool(int(sys.argv[4])), sys.argv[5]); sys.exit()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--smoke', action='store_true', help='tiny sizes, one repeat: checks the script runs')
+    p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--out', default='benchmarks/METHODS.md')
+    a = p.parse_args()
+    main(a.smoke, a.device, a.repeats, a.out)

@@ -1,0 +1,158 @@
+"""Every image method against pytorch-grad-cam's or torchcam's own class on the same model, layer, input and class:
+equal to 1e-4 after each library's normalisation (the stochastic ones with the noise shared)."""
+import copy, numpy as np, pytest, torch
+from fastai.vision.all import create_vision_model, resnet18, set_seed
+from fastcam.core import cam_maps, normalize_maps, upsample_maps, METHOD_RNG, get_method
+pgc = pytest.importorskip('pytorch_grad_cam')
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+SIZE, LAYER = 128, '0.6'  # resnet18's layer3: 8×8 maps for 128 px inputs
+
+@pytest.fixture(scope='module')
+def net():
+    set_seed(3)
+    return create_vision_model(resnet18, 3, pretrained=False).eval()
+
+@pytest.fixture(scope='module')
+def x():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(2, 3, SIZE, SIZE, generator=g)
+
+@pytest.fixture(scope='module')
+def small(x):
+    "Half the size, for the methods that run the model once per channel: 4×4 maps"
+    return x[..., ::2, ::2].contiguous()
+
+def ours_like_pgc(net, x, method, target, **kw):
+    "Our raw maps as pytorch-grad-cam shows them: upsampled to the input, then min-max scaled"
+    return normalize_maps(upsample_maps(cam_maps(net, x, LAYER, target, method, **kw), x.shape[-2:]))
+
+def theirs(cls, net, x, target, **kw):
+    model = copy.deepcopy(net)  # pytorch-grad-cam writes parameter .grad and may swap modules
+    with cls(model=model, target_layers=[model.get_submodule(LAYER)], **kw) as cam:
+        return torch.from_numpy(cam(x, targets=[ClassifierOutputTarget(int(c)) for c in target]))
+
+def close(a, b, tol=1e-4):
+    assert a.shape == b.shape, (a.shape, b.shape)
+    assert (a - b).abs().amax() <= tol, (a - b).abs().amax().item()
+
+PGC = {'gradcam': 'GradCAM', 'hirescam': 'HiResCAM', 'gradcam++': 'GradCAMPlusPlus', 'xgradcam': 'XGradCAM',
+       'layercam': 'LayerCAM', 'gradcamelementwise': 'GradCAMElementWise', 'fem': 'FEM', 'ablationcam': 'AblationCAM',
+       'segeigencam': 'SegEigenCAM'}
+
+@pytest.mark.parametrize('method', list(PGC))
+def test_equals_pytorch_grad_cam(net, x, small, method):
+    if get_method(method).rerun is not None: x = small
+    t = torch.tensor([0, 2])
+    if method == 'gradcam++':  # pytorch-grad-cam adds 1e-6 to alpha's denominator (the paper does not): with the
+        net = copy.deepcopy(net)  # gradients of a random model (~1e-3) it matters, with the logits ×1e4 it does not
+        with torch.no_grad(): net[1][-1].weight.mul_(1e4)
+    close(ours_like_pgc(net, x, method, t), theirs(getattr(pgc, PGC[method]), net, x, t))
+    assert all(p.grad is None for p in net.parameters()) and not any(m._forward_hooks for m in net.modules())
+
+SIGNLESS = {'eigencam': 'EigenCAM', 'eigengradcam': 'EigenGradCAM', 'kpcacam': 'KPCA_CAM'}
+
+@pytest.mark.parametrize('method', list(SIGNLESS))
+def test_projections_equal_pytorch_grad_cam_up_to_sign(net, x, method):
+    "An SVD's (and a kernel PCA's) sign is arbitrary: pytorch-grad-cam keeps whichever LAPACK gives, fastcam fixes it"
+    t = torch.tensor([1, 1])
+    ref = theirs(getattr(pgc, SIGNLESS[method]), net, x, t)
+    rec = get_method(method)  # the signed projection, flipped
+    from fastcam.core import register_method, unregister_method, CAMMethod
+    register_method(CAMMethod('flipped', lambda A, G, W: -rec.weigh(A, G, W), grads=rec.grads))
+    try: flipped = ours_like_pgc(net, x, 'flipped', t)
+    finally: unregister_method('flipped')
+    ours = ours_like_pgc(net, x, method, t)
+    for i in range(len(x)):
+        err = min((ours[i] - ref[i]).abs().amax(), (flipped[i] - ref[i]).abs().amax())
+        assert err <= 1e-4, (method, i, err.item())
+
+def test_ablation_ratio_as_pytorch_grad_cam(net, small):
+    x = small
+    from fastcam.core import register_method, unregister_method, CAMMethod, ablation_weights, _cam
+    t = torch.tensor([2, 0])
+    register_method(CAMMethod('ablation_half', _cam, grads=False, rerun=ablation_weights(0.3)))
+    try: ours = ours_like_pgc(net, x, 'ablation_half', t, batch_size=7)
+    finally: unregister_method('ablation_half')
+    close(ours, theirs(pgc.AblationCAM, net, x, t, ratio_channels_to_ablate=0.3))
+    assert not (ours == ours_like_pgc(net, x, 'ablationcam', t)).all()  # fewer channels: another map
+
+def test_ablation_at_a_token_layout_equals_a_hand_ablation():
+    "The swapped output goes back to the layer's own layout: a ViT's tokens, class token kept"
+    timm = pytest.importorskip('timm')
+    vit = timm.create_model('vit_tiny_patch16_224', pretrained=False, num_classes=3, img_size=32).eval()
+    xv = torch.randn(2, 3, 32, 32)
+    got = cam_maps(vit, xv, 'blocks.0.norm1', 1, 'ablationcam', batch_size=40)
+    acts = []
+    h = vit.blocks[0].norm1.register_forward_hook(lambda m, i, o: acts.append(o))
+    with torch.no_grad(): base = vit(xv)[:, 1]
+    h.remove()
+    a = acts[0]  # (2, 1 + 4, 192)
+    w = torch.zeros(2, 192)
+    for i in range(2):
+        for k in range(192):
+            ab = a[i:i + 1].clone(); ab[:, 1:, k] = a[i, 1:].amin() - 1e7 if a[i, 1:].amin() != 0 else 0
+            hh = vit.blocks[0].norm1.register_forward_hook(lambda m, inp, o, ab=ab: ab)
+            with torch.no_grad(): w[i, k] = (base[i] - vit(xv[i:i + 1])[0, 1]) / base[i]
+            hh.remove()
+    want = (w[:, :, None] * a[:, 1:].transpose(1, 2)).sum(1).relu().view(2, 2, 2)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+def test_randomcam_with_the_same_draws(net, x, monkeypatch):
+    t = torch.tensor([0, 1])
+    METHOD_RNG.manual_seed(7)
+    ours = ours_like_pgc(net, x, 'randomcam', t)
+    g = torch.Generator().manual_seed(7)
+    w = (2 * torch.rand(2, 256, generator=g) - 1).numpy()  # the same draws, handed to pytorch-grad-cam
+    monkeypatch.setattr(pgc.random_cam.np.random, 'uniform', lambda *a, **k: w)
+    close(ours, theirs(pgc.RandomCAM, net, x, t))
+
+def test_guided_backprop_equals_pytorch_grad_cam(net, x):
+    from pytorch_grad_cam import GuidedBackpropReLUModel
+    model = copy.deepcopy(net)
+    for i, c in enumerate([2, 0]):
+        gb = torch.from_numpy(GuidedBackpropReLUModel(model, device='cpu')(x[i:i + 1].clone(), c)).abs().amax(-1)
+        mine = cam_maps(net, x[i:i + 1], LAYER, c, 'guidedbackprop')[0]
+        torch.testing.assert_close(mine, gb, rtol=1e-4, atol=1e-7)
+        ggc = cam_maps(net, x[i:i + 1], LAYER, c, 'guidedgradcam')[0]
+        cam = theirs(pgc.GradCAM, net, x[i:i + 1], [c])[0]  # normalised Grad-CAM at the input's size
+        close(normalize_maps(ggc), normalize_maps(cam * gb), 1e-4)
+    assert all(isinstance(m, torch.nn.ReLU) and m.inplace for m in net.modules() if type(m).__name__ == 'ReLU')
+    assert not any(m._forward_hooks for m in net.modules()) and all(p.grad is None for p in net.parameters())
+
+TORCHCAM = {'iscam': ('ISCAM', dict(num_samples=3)), 'sscam': ('SSCAM', dict(num_samples=2))}
+
+@pytest.mark.parametrize('method', list(TORCHCAM))
+def test_equals_torchcam(net, small, method):
+    "IS-CAM exactly; SS-CAM with the same noise (torchcam draws from torch's generator, fastcam from METHOD_RNG)"
+    tc = pytest.importorskip('torchcam.methods')
+    from fastcam.core import register_method, unregister_method, CAMMethod, iscam_weights, sscam_weights, _cam
+    name, kw = TORCHCAM[method]
+    rerun = (iscam_weights if method == 'iscam' else sscam_weights)(kw['num_samples'])
+    register_method(CAMMethod('few', _cam, grads=False, rerun=rerun))
+    t = [1, 2]
+    try:
+        METHOD_RNG.manual_seed(11)
+        ours = normalize_maps(cam_maps(net, small, LAYER, torch.tensor(t), 'few', batch_size=48))
+    finally: unregister_method('few')
+    model = copy.deepcopy(net)
+    with getattr(tc, name)(model, LAYER, batch_size=32, input_shape=(3, SIZE // 2, SIZE // 2), **kw) as cam:
+        torch.manual_seed(11)
+        with torch.no_grad(): out = model(small)
+        ref = cam(t, out)[0]
+    close(ours, ref, 1e-4)
+
+def test_segeigencam_on_a_unet_equals_pytorch_grad_cam():
+    "A dense model: each class's logits summed over its predicted region, as pytorch-grad-cam's SemanticSegmentationTarget"
+    from fastai.vision.all import DynamicUnet
+    from pytorch_grad_cam.utils.model_targets import SemanticSegmentationTarget
+    set_seed(4)
+    unet = DynamicUnet(create_vision_model(resnet18, 3, pretrained=False)[0], 3, (64, 64)).eval()
+    xs = torch.randn(1, 3, 64, 64)
+    layer = 'layers.4'  # the first decoder block
+    with torch.no_grad(): region = unet(xs).argmax(1) == 2
+    ours = normalize_maps(upsample_maps(cam_maps(unet, xs, layer, 2, 'segeigencam', region=region), (64, 64)))
+    model = copy.deepcopy(unet)
+    with pgc.SegEigenCAM(model=model, target_layers=[model.get_submodule(layer)]) as cam:
+        ref = torch.from_numpy(cam(xs, targets=[SemanticSegmentationTarget(2, region[0].float().numpy())]))
+    close(ours, ref)
