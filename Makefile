@@ -38,6 +38,7 @@ test: export-check nbtest bench-smoke pytest
 # The benchmark is not a test: CI only checks that it still runs (bs 2, one repeat), never its timings.
 bench-smoke: venv
 	$(BIN)/python benchmarks/bench_cam.py --smoke
+	$(BIN)/python benchmarks/bench_methods.py --smoke
 
 # The recipes, offline: synthetic pets-like data, resnet18 from scratch; synthetic reviews, AWD-LSTM from scratch.
 demo: venv
@@ -46,6 +47,7 @@ demo: venv
 
 bench: venv
 	$(BIN)/python benchmarks/bench_cam.py
+	$(BIN)/python benchmarks/bench_methods.py
 
 readme:
 	python3 tools/make_readme.py

@@ -11,24 +11,24 @@ from pathlib import Path
 import torch
 from fastai.vision.all import create_vision_model, resnet34, resnet18, set_seed
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_cam import paired, fmt, _status, SEED, THREADS
+from bench_cam import paired, fmt as _fmt, _status, SEED, THREADS
 from fastcam.core import cam_maps, CAM_METHODS, get_method, register_method, unregister_method, CAMMethod, _cam
 from fastcam.core import sscam_weights, iscam_weights
 
 PERTURB = ('scorecam', 'sscam', 'iscam', 'ablationcam')
+SMOKE = ('gradcam', 'sscam', 'ablationcam', 'guidedgradcam')  # a smoke run: one method of each family
 SAMPLES = 5  # SS-CAM's and IS-CAM's samples here (35 and 10 by default), the same for torchcam: a CPU cannot do more
 PGC = {'gradcam': 'GradCAM', 'hirescam': 'HiResCAM', 'gradcam++': 'GradCAMPlusPlus', 'xgradcam': 'XGradCAM',
        'layercam': 'LayerCAM', 'eigencam': 'EigenCAM', 'gradcamelementwise': 'GradCAMElementWise',
        'eigengradcam': 'EigenGradCAM', 'kpcacam': 'KPCA_CAM', 'fem': 'FEM', 'randomcam': 'RandomCAM',
-       'scorecam': 'ScoreCAM', 'ablationcam': 'AblationCAM'}
+       'scorecam': 'ScoreCAM', 'ablationcam': 'AblationCAM', 'segeigencam': 'SegEigenCAM'}
 TORCHCAM = {'cam': 'CAM', 'gradcam': 'GradCAM', 'gradcam++': 'GradCAMpp', 'xgradcam': 'XGradCAM',
             'layercam': 'LayerCAM', 'scorecam': 'ScoreCAM', 'sscam': 'SSCAM', 'iscam': 'ISCAM'}
 
 def setting(method:str, smoke:bool)->dict:
     "Model, batch and layer of a method's row: resnet34 at 224 px for one pass; resnet18 at 64 px for re-runs"
-    if smoke: return dict(arch='resnet18', bs=2, size=64, layer='0.6')
     if method in PERTURB: return dict(arch='resnet18', bs=2, size=64, layer='0.6')  # 256 channels, 4×4 maps
-    return dict(arch='resnet34', bs=8, size=224, layer='0')
+    return dict(arch='resnet18', bs=2, size=64, layer='0') if smoke else dict(arch='resnet34', bs=8, size=224, layer='0')
 
 def model_and_batch(arch, bs, size, device, layer=None):
     set_seed(SEED)
@@ -51,8 +51,8 @@ def method_fn(lib, method, model, layer, batch_size=64):
     if lib == 'pytorch-grad-cam':
         import pytorch_grad_cam as pgc
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-        kw = dict(batch_size=batch_size) if method in ('scorecam', 'ablationcam') else {}
-        cam = getattr(pgc, PGC[method])(model, [mod], **kw)
+        cam = getattr(pgc, PGC[method])(model, [mod], **(dict(batch_size=batch_size) if method == 'ablationcam' else {}))
+        if method == 'scorecam': cam.batch_size = batch_size  # how pytorch-grad-cam's ScoreCAM takes it
         return lambda x, t: cam(x, [ClassifierOutputTarget(int(c)) for c in t])
     if lib == 'torchcam':
         import torchcam.methods as tc
@@ -97,12 +97,13 @@ def measure_mem(lib, method, smoke, device):
                          capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
-def main(smoke=False, device='cpu', repeats=3, out='benchmarks/METHODS.md'):
+def main(smoke=False, device='cpu', repeats=3, out='benchmarks/METHODS.md', only:list|None=None):
+    global SAMPLES
     torch.set_num_threads(THREADS)
-    if smoke: repeats = 1
+    if smoke: repeats, SAMPLES = 1, 1
     t0, res = time.time(), {}
     log = lambda *a: print(*a, flush=True)
-    methods = [m for m in CAM_METHODS if not m.endswith('_bench')]
+    methods = SMOKE if smoke else only or [m for m in CAM_METHODS if not m.endswith('_bench')]
     for method in methods:
         s = setting(method, smoke)
         model, x = model_and_batch(s['arch'], s['bs'], s['size'], device)
@@ -111,23 +112,42 @@ def main(smoke=False, device='cpu', repeats=3, out='benchmarks/METHODS.md'):
             with torch.no_grad(): model(x)
             sync(device)
         row = dict(setting=s, time={}, mem={})
-        plain_mem = measure_mem('plain', method, smoke, device)['peak']
+        mem = not smoke or method == SMOKE[0]  # a process per library: seconds each
+        plain_mem = measure_mem('plain', method, smoke, device)['peak'] if mem else None
         for lib in libs_of(method):
             m = copy.deepcopy(model)  # the peers may write .grad or swap modules
             f = method_fn(lib, method, m, s['layer'])
             def call(): f(x, t); sync(device)
             row['time'][lib] = paired(call, plain, repeats)
-            row['mem'][lib] = measure_mem(lib, method, smoke, device)['peak'] / plain_mem
+            if mem: row['mem'][lib] = measure_mem(lib, method, smoke, device)['peak'] / plain_mem
         res[method] = row
-        log(f"{method:20s}", {lib: f"{fmt(row['time'][lib])}, mem {row['mem'][lib]:.2f}×" for lib in row['time']})
+        log(f"{method:20s}", {lib: f"{fmt(row['time'][lib])}, mem {row['mem'].get(lib, float('nan')):.2f}×"
+                              for lib in row['time']})
+    text = {} if only else text_costs(smoke, repeats)
+    log('text', {m: fmt(r) for m, r in text.items()})
     if smoke: return log(f"smoke run done in {time.time() - t0:.0f} s")
-    Path(out).with_name('methods.json').write_text(json.dumps(dict(device=device, samples=SAMPLES, methods={
-        m: dict(setting=r['setting'], time={l: v[1] for l, v in r['time'].items()}, mem=r['mem'])
-        for m, r in res.items()}), indent=1) + '\n')
-    write_md(out, res, device, repeats, t0)
+    js = Path(out).with_name('methods.json')
+    if only:  # re-measured rows replace theirs in the last full run's file; the others stay as they were measured
+        old = json.loads(js.read_text())
+        res, text = {**old['methods'], **res}, {**old['text'], **text}
+    js.write_text(json.dumps(dict(device=device, samples=SAMPLES, methods=res, text=text), indent=1) + '\n')
+    write_md(out, res, text, device, repeats, t0, only)
     log(f"wrote {out} in {time.time() - t0:.0f} s")
 
-def write_md(out, res, device, repeats, t0):
+def text_costs(smoke, repeats):
+    "Each token method inside `get_preds` ÷ a plain `get_preds`: AWD-LSTM on the synthetic reviews' validation set"
+    from fastai.text.all import text_classifier_learner, AWD_LSTM
+    from fastai.callback.progress import ProgressCallback
+    from fastcam.all import CAMCallback, synth_reviews, review_dls, TOKEN_METHODS
+    set_seed(SEED)
+    tlearn = text_classifier_learner(review_dls(synth_reviews(80 if smoke else 700, SEED)), AWD_LSTM, pretrained=False)
+    tlearn.remove_cb(ProgressCallback)
+    methods = TOKEN_METHODS[:1] if smoke else TOKEN_METHODS
+    return {m: paired(lambda: tlearn.get_preds(cbs=CAMCallback(method=m)), tlearn.get_preds, repeats) for m in methods}
+
+def fmt(r): return f"{r:.2f}×" if isinstance(r, float) else _fmt(r)  # a median alone, or (min, median, max)
+
+def write_md(out, res, text, device, repeats, t0, only=None):
     cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')),
                platform.processor())
     import importlib.metadata as md
@@ -151,7 +171,15 @@ def write_md(out, res, device, repeats, t0):
         L.append(f"| `{m}` | " + ' | '.join(cell(r['time'], lib, fmt) for lib in ('fastcam', 'pytorch-grad-cam',
                  'torchcam')) + ' | ' + ' | '.join(cell(r['mem'], lib, lambda v: f"{v:.2f}×") for lib in
                  ('fastcam', 'pytorch-grad-cam', 'torchcam')) + ' |')
-    L += ["", f"Total run time: {time.time() - t0:.0f} s.", ""]
+    L += ["", "## Token methods, inside `get_preds`", "",
+          "fastai's `text_classifier_learner(dls, AWD_LSTM, pretrained=False)` on the validation reviews of "
+          "`synth_reviews(700)`: time of `get_preds(cbs=CAMCallback(method=m))` ÷ a plain `get_preds`. Integrated "
+          "gradients uses 4 Gauss-Legendre points (8 midpoints before: 19×).", "",
+          "| method | time ÷ get_preds |", "|---|---|"]
+    L += [f"| `{m}` | {fmt(r)} |" for m, r in text.items()]
+    if only: L += ["", f"The rows of {', '.join(f'`{m}`' for m in only)} were measured again, on their own, after a "
+                       "change to them (`--only`); the others come from the last full run.", ""]
+    L += ["", f"Run time: {time.time() - t0:.0f} s.", ""]
     Path(out).write_text('\n'.join(L))
 
 if __name__ == '__main__':
@@ -162,5 +190,6 @@ if __name__ == '__main__':
     p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     p.add_argument('--repeats', type=int, default=3)
     p.add_argument('--out', default='benchmarks/METHODS.md')
+    p.add_argument('--only', help='comma-separated methods to measure again, keeping the other rows')
     a = p.parse_args()
-    main(a.smoke, a.device, a.repeats, a.out)
+    main(a.smoke, a.device, a.repeats, a.out, a.only.split(',') if a.only else None)

@@ -150,6 +150,7 @@ class CAMMethod:
     relu:bool=True # A ReLU ends the map
     pixels:Callable|None=None # `(model, x, t, maps, region) -> (bs, [n,] H, W)`: maps at the input's resolution
     cite:str='' # The paper, for the docs
+    family:str='' # For the docs: `'gradient'`, `'activations'`, `'perturbation'`, `'input space'` or `'tokens'`
 
     @property
     def reruns(self)->bool:
@@ -198,32 +199,45 @@ def get_method(name:str)->CAMMethod:
     return _METHODS[name]
 
 for _m in (
-    CAMMethod('cam', _cam, grads=False, head=True, relu=False, cite="Zhou et al., Learning Deep Features for "
-              "Discriminative Localization, CVPR 2016"),
-    CAMMethod('gradcam', _gradcam, cite="Selvaraju et al., Grad-CAM: Visual Explanations from Deep Networks via "
-              "Gradient-based Localization, ICCV 2017"),
-    CAMMethod('gradcam++', _gradcampp, cite="Chattopadhyay et al., Grad-CAM++: Generalized Gradient-Based Visual "
-              "Explanations for Deep Convolutional Networks, WACV 2018"),
-    CAMMethod('hirescam', _hirescam, cite="Draelos & Carin, Use HiResCAM instead of Grad-CAM for faithful "
-              "explanations of convolutional neural networks, arXiv:2011.08891, 2020"),
-    CAMMethod('xgradcam', _xgradcam, cite="Fu et al., Axiom-based Grad-CAM: Towards Accurate Visualization and "
-              "Explanation of CNNs, BMVC 2020"),
-    CAMMethod('layercam', _layercam, cite="Jiang et al., LayerCAM: Exploring Hierarchical Class Activation Maps for "
-              "Localization, IEEE TIP 2021"),
-    CAMMethod('eigencam', _eigencam, grads=False, cite="Muhammad & Yeasin, Eigen-CAM: Class Activation Map using "
-              "Principal Components, IJCNN 2020"),
-    CAMMethod('gradcamelementwise', _elementwise, cite="Gildenblat et al., pytorch-grad-cam (2021): HiResCAM with "
-              "the ReLU applied to gradient × activation before the sum over channels"),
-    CAMMethod('eigengradcam', _eigengradcam, cite="Gildenblat et al., pytorch-grad-cam (2021): Eigen-CAM of "
-              "gradient × activation"),
-    CAMMethod('kpcacam', _kpcacam, grads=False, cite="Karmani et al., KPCA-CAM: Visual Explainability of Deep "
-              "Computer Vision Models using Kernel PCA, MMSP 2024 (arXiv:2410.00267)"),
-    CAMMethod('fem', _fem, grads=False, cite="Fuad et al., Features Understanding in 3D CNNs for Actions "
-              "Recognition in Video, IPTA 2020"),
-    CAMMethod('segeigencam', _segeigencam, cite="Chung & Ying, Seg-Eigen-CAM: Eigen-Value-Based Visual "
-              "Explanations for Semantic Segmentation Models, Applied Sciences 15(13), 2025"),
-    CAMMethod('randomcam', _randomcam, grads=False, cite="A baseline that explains nothing (pytorch-grad-cam's "
-              "RandomCAM): random channel weights from METHOD_RNG"),
+    CAMMethod('cam', _cam, grads=False, head=True, relu=False, family='gradient',
+        cite="Zhou et al., Learning Deep Features for "
+             "Discriminative Localization, CVPR 2016"),
+    CAMMethod('gradcam', _gradcam, family='gradient',
+        cite="Selvaraju et al., Grad-CAM: Visual Explanations from Deep Networks via "
+             "Gradient-based Localization, ICCV 2017"),
+    CAMMethod('gradcam++', _gradcampp, family='gradient',
+        cite="Chattopadhyay et al., Grad-CAM++: Generalized Gradient-Based Visual "
+             "Explanations for Deep Convolutional Networks, WACV 2018"),
+    CAMMethod('hirescam', _hirescam, family='gradient',
+        cite="Draelos & Carin, Use HiResCAM instead of Grad-CAM for faithful "
+             "explanations of convolutional neural networks, arXiv:2011.08891, 2020"),
+    CAMMethod('xgradcam', _xgradcam, family='gradient',
+        cite="Fu et al., Axiom-based Grad-CAM: Towards Accurate Visualization and "
+             "Explanation of CNNs, BMVC 2020"),
+    CAMMethod('layercam', _layercam, family='gradient',
+        cite="Jiang et al., LayerCAM: Exploring Hierarchical Class Activation Maps for "
+             "Localization, IEEE TIP 2021"),
+    CAMMethod('eigencam', _eigencam, grads=False, family='activations',
+        cite="Muhammad & Yeasin, Eigen-CAM: Class Activation Map using "
+             "Principal Components, IJCNN 2020"),
+    CAMMethod('gradcamelementwise', _elementwise, family='gradient',
+        cite="Gildenblat et al., pytorch-grad-cam (2021): HiResCAM with "
+             "the ReLU applied to gradient × activation before the sum over channels"),
+    CAMMethod('eigengradcam', _eigengradcam, family='activations',
+        cite="Gildenblat et al., pytorch-grad-cam (2021): Eigen-CAM of "
+             "gradient × activation"),
+    CAMMethod('kpcacam', _kpcacam, grads=False, family='activations',
+        cite="Karmani et al., KPCA-CAM: Visual Explainability of Deep "
+             "Computer Vision Models using Kernel PCA, MMSP 2024 (arXiv:2410.00267)"),
+    CAMMethod('fem', _fem, grads=False, family='activations',
+        cite="Fuad et al., Features Understanding in 3D CNNs for Actions "
+             "Recognition in Video, IPTA 2020"),
+    CAMMethod('segeigencam', _segeigencam, family='activations',
+        cite="Chung & Ying, Seg-Eigen-CAM: Eigen-Value-Based Visual "
+             "Explanations for Semantic Segmentation Models, Applied Sciences 15(13), 2025"),
+    CAMMethod('randomcam', _randomcam, grads=False, family='activations',
+        cite="A baseline that explains nothing (pytorch-grad-cam's "
+             "RandomCAM): random channel weights from METHOD_RNG"),
 ):
     register_method(_m)
 
@@ -459,7 +473,8 @@ CAM_PARAMS = dict(
     reshape="Layout of the layer's output → `(bs, k, *spatial)`: `channels_last`, a `TokenGrid` or any callable; "
             "`None`: from the model (`auto_layout`)",
     region="Dense outputs only: the pixels whose logits make a class's score, masks `(bs, H, W)` or boxes `(bs, 4)`",
-    batch_size="Inputs per forward pass when a method runs the model again on masked inputs (`'scorecam'`)",
+    batch_size="Inputs per forward pass when a method runs the model again on masked or ablated inputs "
+               "(`'scorecam'`, `'sscam'`, `'iscam'`, `'ablationcam'`)",
 )
 
 def shared_docs(f:Callable)->Callable:
@@ -489,7 +504,7 @@ class CAMHook:
             raise TypeError(f"reshape must be a callable from the layer's output to (bs, channels, *spatial), such as "
                             f"channels_last or TokenGrid(n_prefix, (h, w)), not {type(reshape).__name__}")
         self.model, self.reshape = model, reshape
-        self.act, self.layout, self.grad_mode, self.ran, self.paused = None, None, None, [], False
+        self.act, self.layout, self.grad_mode, self.ran, self.paused, self.plain_out = None, None, None, [], False, True
         self.handles = [self.layer.register_forward_hook(self._hook)]
         if self.cam_method.head:  # note what runs after the layer, to check the head
             inner = set(self.layer.modules())
@@ -516,7 +531,7 @@ class CAMHook:
         self.layout = self.reshape if self.reshape is not None else auto_layout(self.model, self.name, t)
         self._laid_out(t.detach())  # a bad layout fails here, in the forward, before any work
         self.grad_mode, grads = torch.is_grad_enabled(), self.cam_method.grads
-        self.act, self.ran = t.detach().requires_grad_(grads), []
+        self.act, self.ran, self.plain_out = t.detach().requires_grad_(grads), [], t is o
         if grads: torch.set_grad_enabled(True)  # record the graph from here on only
         return self.act.clone() if t is o else (self.act.clone(), *o[1:])
 
@@ -580,9 +595,17 @@ class CAMHook:
                 b = base.clone().requires_grad_()
                 moved = self.layout(b)
                 new = base + torch.autograd.grad(moved, b, (A - moved).detach().to(moved.dtype))[0]
-        h = self.layer.register_forward_hook(lambda m, i, o: (new, *o[1:]) if isinstance(o, tuple) else new)
-        try: yield
-        finally: h.remove()
+        if self.plain_out:  # skip the layer's own work, as pytorch-grad-cam's AblationLayer does
+            own = vars(self.layer).get('forward')
+            self.layer.forward = lambda *args, **kwargs: new
+            try: yield
+            finally:
+                if own is None: del self.layer.forward
+                else: self.layer.forward = own
+        else:  # (tensor, extras...): run the layer for its extras, then swap the tensor
+            h = self.layer.register_forward_hook(lambda m, i, o: (new, *o[1:]))
+            try: yield
+            finally: h.remove()
 
     def remove(self):
         "Remove all hooks and drop the stored activation"
@@ -660,9 +683,10 @@ def _scorecam_weights(model:nn.Module, x:Tensor, A:Tensor, t:Tensor|None, batch_
     def inputs(i, c): return x[i] * normalize_maps(upsample_maps(A[i, c], x.shape[-2:]))[:, None].to(x.dtype)
     return _of_targets(_channel_passes(model, x, A, batch_size, inputs, 'scorecam').softmax(-1), t)
 
-register_method(CAMMethod('scorecam', _cam, grads=False, rerun=_scorecam_weights, cite="Wang et al., Score-CAM: "
-    "Score-Weighted Visual Explanations for Convolutional Neural Networks, CVPR Workshops 2020 (this is "
-    "pytorch-grad-cam's variant before its channel softmax: each masked input's softmax score of the class)"))
+register_method(CAMMethod('scorecam', _cam, grads=False, rerun=_scorecam_weights, family='perturbation',
+    cite="Wang et al., Score-CAM: "
+         "Score-Weighted Visual Explanations for Convolutional Neural Networks, CVPR Workshops 2020 (this is "
+         "pytorch-grad-cam's variant before its channel softmax: each masked input's softmax score of the class)"))
 
 # %% ../nbs/00_core.ipynb #5e1a7c02
 def _torchcam_masks(A:Tensor, size:tuple)->Tensor:
@@ -697,10 +721,12 @@ def iscam_weights(n_samples:int=10, # Steps along the integration path
         return _channel_softmax(total / n_samples, t)
     return rerun
 
-register_method(CAMMethod('sscam', _cam, grads=False, rerun=sscam_weights(), cite="Wang et al., SS-CAM: Smoothed "
-    "Score-CAM for Sharper Visual Feature Localization, arXiv:2006.14255, 2020 (torchcam's variant)"))
-register_method(CAMMethod('iscam', _cam, grads=False, rerun=iscam_weights(), cite="Naidu et al., IS-CAM: Integrated "
-    "Score-CAM for axiomatic-based explanations, arXiv:2010.03023, 2020 (torchcam's variant)"))
+register_method(CAMMethod('sscam', _cam, grads=False, rerun=sscam_weights(), family='perturbation',
+    cite="Wang et al., SS-CAM: Smoothed "
+         "Score-CAM for Sharper Visual Feature Localization, arXiv:2006.14255, 2020 (torchcam's variant)"))
+register_method(CAMMethod('iscam', _cam, grads=False, rerun=iscam_weights(), family='perturbation',
+    cite="Naidu et al., IS-CAM: Integrated "
+         "Score-CAM for axiomatic-based explanations, arXiv:2010.03023, 2020 (torchcam's variant)"))
 
 # %% ../nbs/00_core.ipynb #5e1a7c04
 def _to_ablate(A:Tensor, ratio:float)->list:
@@ -738,8 +764,9 @@ def ablation_weights(ratio:float=1., # Share of the channels to ablate (pytorch-
         return _of_targets((base[:, None] - scores) / base[:, None], t)
     return rerun
 
-register_method(CAMMethod('ablationcam', _cam, grads=False, rerun=ablation_weights(), cite="Desai & Ramaswamy, "
-    "Ablation-CAM: Visual Explanations for Deep Convolutional Network via Gradient-free Localization, WACV 2020"))
+register_method(CAMMethod('ablationcam', _cam, grads=False, rerun=ablation_weights(), family='perturbation',
+    cite="Desai & Ramaswamy, "
+         "Ablation-CAM: Visual Explanations for Deep Convolutional Network via Gradient-free Localization, WACV 2020"))
 
 # %% ../nbs/00_core.ipynb #256e8ed8
 def _class_grads(out:Tensor, leaf:Tensor, t:Tensor|None, layout:Callable)->Tensor:
@@ -798,10 +825,12 @@ def _guided_gradcam(model, x, t, maps, region):
     return upsample_maps(maps.relu(), x.shape[-2:]) * guided_saliency(model, x, t, region)
 
 register_method(CAMMethod('guidedbackprop', lambda A, G, W: A.sum(-2), grads=False,
-    pixels=lambda model, x, t, maps, region: guided_saliency(model, x, t, region), cite="Springenberg et al., "
-    "Striving for Simplicity: The All Convolutional Net, ICLR workshop 2015 (the layer is not used)"))
-register_method(CAMMethod('guidedgradcam', _gradcam, pixels=_guided_gradcam, cite="Selvaraju et al., Grad-CAM: "
-    "Visual Explanations from Deep Networks via Gradient-based Localization, ICCV 2017 (guided Grad-CAM)"))
+    pixels=lambda model, x, t, maps, region: guided_saliency(model, x, t, region), family='input space',
+        cite="Springenberg et al., "
+             "Striving for Simplicity: The All Convolutional Net, ICLR workshop 2015 (the layer is not used)"))
+register_method(CAMMethod('guidedgradcam', _gradcam, pixels=_guided_gradcam, family='input space',
+    cite="Selvaraju et al., Grad-CAM: "
+         "Visual Explanations from Deep Networks via Gradient-based Localization, ICCV 2017 (guided Grad-CAM)"))
 
 # %% ../nbs/00_core.ipynb #85d6885c
 @shared_docs
@@ -890,13 +919,17 @@ def token_occlusion(model:nn.Module, # A model taking token ids
     return maps
 
 register_method(CAMMethod('intgrad', tokens=lambda model, x, emb, t, lengths: integrated_gradients(model, x, emb, t),
-    cite="Sundararajan et al., Axiomatic Attribution for Deep Networks, ICML 2017 (4-point Gauss-Legendre rule)"))
+    family='tokens',
+        cite="Sundararajan et al., Axiomatic Attribution for Deep Networks, ICML 2017 (4-point Gauss-Legendre rule)"))
 register_method(CAMMethod('occlusion', tokens=lambda model, x, emb, t, lengths: token_occlusion(model, x, t, lengths),
-    cite="Zeiler & Fergus, Visualizing and Understanding Convolutional Networks, ECCV 2014 (one token at a time)"))
+    family='tokens',
+        cite="Zeiler & Fergus, Visualizing and Understanding Convolutional Networks, ECCV 2014 (one token at a time)"))
 _one = torch.ones(1)
 register_method(CAMMethod('gradxinput', tokens=lambda model, x, emb, t, lengths: embedding_attributions(
-    model, x, emb, t, _one, _one), cite="Shrikumar et al., Not Just a Black Box: Learning Important Features Through "
-    "Propagating Activation Differences, arXiv:1605.01713, 2016 (gradient × embedding)"))
+    model, x, emb, t, _one, _one), family='tokens',
+        cite="Shrikumar et al., Not Just a Black Box: Learning Important Features Through "
+             "Propagating Activation Differences, arXiv:1605.01713, 2016 (gradient × embedding)"))
 register_method(CAMMethod('smoothgrad', tokens=lambda model, x, emb, t, lengths: embedding_attributions(
-    model, x, emb, t, torch.ones(8), torch.full((8,), 1 / 8), noise=0.15), cite="Smilkov et al., SmoothGrad: "
-    "removing noise by adding noise, arXiv:1706.03825, 2017 (8 samples, noise 0.15 × the embedding's std, × embedding)"))
+    model, x, emb, t, torch.ones(8), torch.full((8,), 1 / 8), noise=0.15), family='tokens',
+        cite="Smilkov et al., SmoothGrad: "
+             "removing noise by adding noise, arXiv:1706.03825, 2017 (8 samples, noise 0.15 × the embedding's std, × embedding)"))
