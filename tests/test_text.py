@@ -66,7 +66,7 @@ def test_intgrad_equals_captum(text_learn):
         with torch.no_grad(): emb.weight[spare] = old
 
 def test_gauss_legendre_against_many_steps(text_learn):
-    """Against captum's path integral at 128 steps: 4 Gauss-Legendre points (the default, half the passes of the 8
+    """Against captum's path integral at 64 steps: 4 Gauss-Legendre points (the default, half the passes of the 8
     midpoints before) are closer than 4 midpoints, and within 3%"""
     from captum.attr import LayerIntegratedGradients
     from fastcam.core import integrated_gradients
@@ -79,10 +79,10 @@ def test_gauss_legendre_against_many_steps(text_learn):
         with torch.no_grad(): emb.weight[spare] = 0
         learn.model.eval()
         lig = LayerIntegratedGradients(lambda x: learn.model(x)[0], learn.model[0].module.encoder_dp)
-        for i in range(0, 12, 3):
+        for i in (0, 4, 8):
             ids = review_ids(learn, i)[None]
             t = learn.model(ids)[0].argmax(1)
-            ref = lig.attribute(ids, torch.full_like(ids, spare), target=int(t), n_steps=128).sum(-1)[0].detach()
+            ref = lig.attribute(ids, torch.full_like(ids, spare), target=int(t), n_steps=64).sum(-1)[0].detach()
             for name, kw in (('gauss4', {}), ('midpoint8', dict(steps=8, rule='midpoint')),
                              ('midpoint4', dict(steps=4, rule='midpoint'))):
                 got = integrated_gradients(learn.model, ids, learn.model[0].module.encoder_dp, t, **kw)[0]
