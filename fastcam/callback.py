@@ -283,8 +283,9 @@ class CAMCallback(HookCallback):
             self.layer_name = find_layer(net, kind.embedding(net))[0]  # the maps are over its outputs
             return
         if rec.reruns and kind.tokens:
-            raise ValueError(f"method={rec.name!r} masks the input image by each channel's map, which a text model "
-                             f"does not take: use one of {TOKEN_METHODS} or a gradient method")
+            raise ValueError(f"method={rec.name!r} re-runs the model on an input image (masked, ablated or for its "
+                             f"gradient), which a text model does not take: use one of {TOKEN_METHODS} or a gradient "
+                             f"method")
         self.layer_name, layer = find_layer(net, self.hooked_layer(x))
         if kind.chunked is not None:
             chunked, n = kind.chunked(net)

@@ -60,8 +60,8 @@ def _candidates(net:nn.Module, methods, layers, layouts:dict)->list:
                                  f"of {CAM_METHODS}")
             res.append((m, find_layer(net, kind.embedding(net))[0], None)); continue
         if rec.reruns and kind.tokens:
-            raise ValueError(f"method={m!r} masks the input image, which a text model does not take: use one of "
-                             f"{TOKEN_METHODS} or a gradient method")
+            raise ValueError(f"method={m!r} re-runs the model on an input image, which a text model does not take: "
+                             f"use one of {TOKEN_METHODS} or a gradient method")
         res += [(m, n, layouts.get(n)) for n in names]
     return list(dict.fromkeys(res))
 
