@@ -12,7 +12,7 @@ import torch
 from fastai.vision.all import create_vision_model, resnet34, resnet18, set_seed
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_cam import paired, fmt as _fmt, _status, SEED, THREADS
-from fastcam.core import cam_maps, CAM_METHODS, get_method, register_method, unregister_method, CAMMethod, _cam
+from fastcam.core import cam_maps, CAM_METHODS, get_method, register_method, CAMMethod, _cam
 from fastcam.core import sscam_weights, iscam_weights
 
 PERTURB = ('scorecam', 'sscam', 'iscam', 'ablationcam')

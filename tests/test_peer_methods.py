@@ -1,6 +1,6 @@
 """Every image method against pytorch-grad-cam's or torchcam's own class on the same model, layer, input and class:
 equal to 1e-4 after each library's normalisation (the stochastic ones with the noise shared)."""
-import copy, numpy as np, pytest, torch
+import copy, pytest, torch
 from fastai.vision.all import create_vision_model, resnet18, set_seed
 from fastcam.core import cam_maps, normalize_maps, upsample_maps, METHOD_RNG, get_method
 pgc = pytest.importorskip('pytorch_grad_cam')
