@@ -96,16 +96,17 @@ def _signed(proj, M):
     sign = torch.sign((proj * ref).sum(-1, keepdim=True))
     return proj * torch.where(sign == 0, torch.ones_like(sign), sign)
 
-def _projection(M):
+def _first_pc(M):
     "Projection of each position on the first principal component of the channels of `M`, centred over positions"
     centred = _centred(M)
     v = torch.linalg.svd(centred, full_matrices=False).Vh[..., 0, :]  # (..., k)
-    return _signed((centred @ v[..., None])[..., 0], M)
+    return (centred @ v[..., None])[..., 0]
+
+def _projection(M): return _signed(_first_pc(M), M)
 
 def _segeigencam(A, G, W):
     "The projection of |G|·A, flipped where its largest magnitude is negative (Seg-Eigen-CAM's sign correction)"
-    centred = _centred(G.abs() * A)
-    proj = (centred @ torch.linalg.svd(centred, full_matrices=False).Vh[..., 0, :, None])[..., 0]
+    proj = _first_pc(G.abs() * A)
     flip = proj.amin(-1, keepdim=True).abs() > proj.amax(-1, keepdim=True).abs()
     return torch.where(flip, -proj, proj)
 
