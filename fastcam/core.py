@@ -6,21 +6,21 @@ Docs: https://fastcam.github.io/fastcam/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #715cd1a5
 from __future__ import annotations
-import inspect, math, random, numpy as np, torch, torch.nn as nn, torch.nn.functional as F
+import inspect, random, numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from contextlib import contextmanager
-from functools import partial
 from typing import Callable
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['METHOD_RNG', 'CAM_METHODS', 'TOKEN_METHODS', 'CAM_PARAMS', 'find_layer', 'unwrap_model', 'cam_head', 'CAMMethod',
-           'MethodNames', 'register_method', 'unregister_method', 'get_method', 'inference_state', 'rng_preserved',
-           'locate_layer', 'resolve_targets', 'gt_masks', 'predicted_region', 'class_scores', 'take_items',
-           'normalize_maps', 'upsample_maps', 'channels_last', 'TokenGrid', 'token_grid', 'auto_layout', 'shared_docs',
-           'explains_several', 'CAMHook', 'sscam_weights', 'iscam_weights', 'ablation_weights', 'guided_relus',
-           'guided_saliency', 'cam_maps', 'embedding_attributions', 'integrated_gradients', 'token_occlusion']
+__all__ = ['METHOD_RNG', 'SMOOTHS', 'CAM_METHODS', 'TOKEN_METHODS', 'CAM_PARAMS', 'find_layer', 'unwrap_model', 'cam_head',
+           'finer_score', 'CAMMethod', 'MethodNames', 'register_method', 'unregister_method', 'get_method',
+           'inference_state', 'rng_preserved', 'locate_layer', 'resolve_targets', 'gt_masks', 'predicted_region',
+           'class_scores', 'take_items', 'normalize_maps', 'upsample_maps', 'channels_last', 'TokenGrid', 'token_grid',
+           'auto_layout', 'shared_docs', 'explains_several', 'CAMHook', 'sscam_weights', 'iscam_weights',
+           'smoothgradcampp_weights', 'ablation_weights', 'guided_relus', 'guided_saliency', 'fullgrad_saliency',
+           'cam_maps', 'embedding_attributions', 'integrated_gradients', 'token_occlusion']
 
 # %% ../nbs/00_core.ipynb #7a87db1e
 def find_layer(model:nn.Module, # The model holding the layer
@@ -73,20 +73,19 @@ def _cam_linear(ran:list, out:Tensor, n_channels:int)->nn.Linear:
     return lins[0]
 
 # %% ../nbs/00_core.ipynb #f5392ea8
-def _wsum(w, A): return (w * A).sum(-2)
 def _spatial(t, keepdim=True): return t.sum(-1, keepdim=keepdim)
 
-def _cam(A, G, W):      return _wsum(W[..., None], A)
-def _gradcam(A, G, W):  return _wsum(G.mean(-1, keepdim=True), A)
-def _hirescam(A, G, W): return _wsum(G, A)
-def _layercam(A, G, W): return _wsum(G.relu(), A)
-def _xgradcam(A, G, W): return _wsum(_spatial(G * A) / (_spatial(A) + 1e-7), A)
+def _cam(A, G, W):      return W[..., None] * A
+def _gradcam(A, G, W):  return G.mean(-1, keepdim=True) * A
+def _hirescam(A, G, W): return G * A
+def _layercam(A, G, W): return G.relu() * A
+def _xgradcam(A, G, W): return _spatial(G * A) / (_spatial(A) + 1e-7) * A
 
 def _gradcampp(A, G, W):
     g2 = G.pow(2)
     denom = 2 * g2 + _spatial(A) * g2 * G
     alpha = g2 / torch.where(denom != 0, denom, torch.ones_like(denom))
-    return _wsum(_spatial(alpha * G.relu()), A)
+    return _spatial(alpha * G.relu()) * A
 
 def _centred(M): flat = M.transpose(-1, -2); return flat - flat.mean(-2, keepdim=True)  # (..., s, k)
 
@@ -112,7 +111,7 @@ def _segeigencam(A, G, W):
 
 def _eigencam(A, G, W):     return _projection(A)
 def _eigengradcam(A, G, W): return _projection(G * A)
-def _elementwise(A, G, W):  return (G * A).relu().sum(-2)
+def _elementwise(A, G, W):  return (G * A).relu()
 
 def _kpcacam(A, G, W, gamma:float|None=None, coef0:float=1.):
     "The first kernel principal component (sigmoid kernel, scikit-learn's `KernelPCA` defaults) of the positions"
@@ -125,9 +124,10 @@ def _kpcacam(A, G, W, gamma:float|None=None, coef0:float=1.):
 def _fem(A, G, W, k:float=2.):
     "Each channel weighed by the share of its positions above its mean + `k` standard deviations"
     th = A.mean(-1, keepdim=True) + k * A.std(-1, correction=0, keepdim=True)
-    return _wsum((A > th).to(A.dtype).mean(-1, keepdim=True), A)
+    return (A > th).to(A.dtype).mean(-1, keepdim=True) * A
 
 METHOD_RNG = torch.Generator().manual_seed(0)
+SMOOTHS = (None, 'eigen')
 
 def _noise(shape, like:Tensor, std:float=1.)->Tensor:
     "Gaussian noise from `METHOD_RNG` (drawn on the CPU, so the same on every device), on `like`'s device and dtype"
@@ -136,17 +136,31 @@ def _noise(shape, like:Tensor, std:float=1.)->Tensor:
 def _randomcam(A, G, W):
     "A baseline: each channel weighed by a uniform draw in [-1, 1) (pytorch-grad-cam's `RandomCAM`)"
     u = torch.rand(A.shape[:-1], generator=METHOD_RNG).to(A.device, A.dtype)
-    return _wsum(2 * u[..., None] - 1, A)
+    return (2 * u[..., None] - 1) * A
+
+def finer_score(n_compared:int=3, # The classes compared with, closest logit first
+                alpha:float=1., # How much of a compared class's score is taken off
+               )->Callable:
+    "Finer-CAM's score: the class's margin over its closest classes, `Σⱼ pⱼ (y_c - α yⱼ) / Σⱼ pⱼ`"
+    def score(out:Tensor, c:Tensor)->Tensor:
+        y = out.gather(1, c[:, None])
+        far = (out - y).detach().abs().scatter(1, c[:, None], -1.)  # the class itself first
+        near = far.argsort(1)[:, 1:n_compared + 1]
+        p = out.softmax(1).gather(1, near)
+        return (p * (y - alpha * out.gather(1, near))).sum(1) / (p.sum(1) + 1e-9)
+    return score
 
 # %% ../nbs/00_core.ipynb #9c1e4d7a
 @dataclass(frozen=True)
 class CAMMethod:
     "A CAM method: its name, how it weighs the activation, and what it needs"
     name:str # The name users pass as `method=`
-    weigh:Callable|None=None # `(A, G, W) -> maps (..., s)`; `A`, `G`: `(..., k, s)`, `W`: `(..., k)` or `None`
+    weigh:Callable|None=None # `(A, G, W) ->` weighted activations `(..., k, s)` or maps `(..., s)`; `A`, `G`: `(..., k, s)`
     grads:bool=True # Needs `G`, the gradient of the class score with respect to the activation
+    score:Callable|None=None # `(scores, c) -> (bs,)`: what `G` is the gradient of, for class `c[i]`; `None`: its score
+    hvp:bool=False # `G` less half its Hessian-vector product with the activation, `G - ½·H·A` (ShapleyCAM)
     head:bool=False # Needs `W`, the weights of a pool → linear head (plain CAM)
-    rerun:Callable|None=None # `(model, x, A, t, batch_size, swap) -> W`: runs the model again on masked inputs
+    rerun:Callable|None=None # `(model, x, A, t, batch_size, hook) -> W`: runs the model again on masked inputs
     tokens:Callable|None=None # `(model, x, embedding, t, lengths) -> (bs, L)`: passes over tokens, not a hook
     relu:bool=True # A ReLU ends the map
     pixels:Callable|None=None # `(model, x, t, maps, region) -> (bs, [n,] H, W)`: maps at the input's resolution
@@ -239,6 +253,14 @@ for _m in (
     CAMMethod('randomcam', _randomcam, grads=False, family='activations',
         cite="A baseline that explains nothing (pytorch-grad-cam's "
              "RandomCAM): random channel weights from METHOD_RNG"),
+    CAMMethod('shapleycam', _gradcam, hvp=True, family='gradient',
+        cite="Cai, CAMs as Shapley Value-based "
+             "Explainers, arXiv:2501.06261, 2025 (ShapleyCAM: Grad-CAM of the gradient less half its Hessian-vector "
+             "product; equal to Grad-CAM where the model is piecewise linear after the layer)"),
+    CAMMethod('finercam', _gradcam, score=finer_score(), family='gradient',
+        cite="Zhang et al., Finer-CAM: Spotting the "
+             "Difference Reveals Finer Details for Visual Explanation, CVPR 2025 (Grad-CAM of the class's margin over "
+             "its 3 closest classes, weighed by their probabilities: pytorch-grad-cam's defaults)"),
 ):
     register_method(_m)
 
@@ -474,6 +496,8 @@ CAM_PARAMS = dict(
     reshape="Layout of the layer's output → `(bs, k, *spatial)`: `channels_last`, a `TokenGrid` or any callable; "
             "`None`: from the model (`auto_layout`)",
     region="Dense outputs only: the pixels whose logits make a class's score, masks `(bs, H, W)` or boxes `(bs, 4)`",
+    smooth="`None`, or `'eigen'`: the first principal component of the method's weighted activations instead of their "
+           "sum over channels (pytorch-grad-cam's `eigen_smooth`)",
     batch_size="Inputs per forward pass when a method runs the model again on masked or ablated inputs "
                "(`'scorecam'`, `'sscam'`, `'iscam'`, `'ablationcam'`)",
 )
@@ -496,16 +520,18 @@ def explains_several(t:Tensor|None)->bool:
 class CAMHook:
     "Capture `layer`'s activation in forward passes of `model`, and turn it into maps with `compute`"
     def __init__(self, model:nn.Module, # Any model
-                 layer:nn.Module|str, method:str='gradcam', reshape:Callable|None=None):
+                 layer:nn.Module|str, method:str='gradcam', reshape:Callable|None=None, smooth:str|None=None):
         self.cam_method, (self.name, self.layer) = get_method(method), find_layer(model, layer)
+        if smooth not in SMOOTHS: raise ValueError(f"Unknown smooth={smooth!r}: use one of {SMOOTHS}")
         if self.cam_method.weigh is None:
             raise ValueError(f"method={method!r} passes over a text model's tokens instead of hooking a layer: use "
                              f"CAMCallback(method={method!r}), or one of {CAM_METHODS} here")
         if reshape is not None and not callable(reshape):
             raise TypeError(f"reshape must be a callable from the layer's output to (bs, channels, *spatial), such as "
                             f"channels_last or TokenGrid(n_prefix, (h, w)), not {type(reshape).__name__}")
-        self.model, self.reshape = model, reshape
+        self.model, self.reshape, self.smooth = model, reshape, smooth
         self.act, self.layout, self.grad_mode, self.ran, self.paused, self.plain_out = None, None, None, [], False, True
+        self.group, self.chain, self.retain, self._leaf = [self], False, False, None  # (several layers: `CAMHooks`)
         self.handles = [self.layer.register_forward_hook(self._hook)]
         if self.cam_method.head:  # note what runs after the layer, to check the head
             inner = set(self.layer.modules())
@@ -532,7 +558,8 @@ class CAMHook:
         self.layout = self.reshape if self.reshape is not None else auto_layout(self.model, self.name, t)
         self._laid_out(t.detach())  # a bad layout fails here, in the forward, before any work
         self.grad_mode, grads = torch.is_grad_enabled(), self.cam_method.grads
-        self.act, self.ran, self.plain_out = t.detach().requires_grad_(grads), [], t is o
+        chained = self.chain and grads and t.requires_grad and self.grad_mode  # after another hooked layer: on its graph
+        self.act, self.ran, self.plain_out = t if chained else t.detach().requires_grad_(grads), [], t is o
         if grads: torch.set_grad_enabled(True)  # record the graph from here on only
         return self.act.clone() if t is o else (self.act.clone(), *o[1:])
 
@@ -561,15 +588,17 @@ class CAMHook:
             with torch.enable_grad():
                 scores = class_scores(out, region)
                 t = resolve_targets(target, scores)
-                A = self._laid_out(leaf)  # (bs, k, *spatial)
-                G = _class_grads(scores, leaf, t, self._laid_out) if rec.grads else None
-                W = self._weights(out, A, t, x, model, batch_size, leaf)
-                maps = _per_class(_weigh(rec.weigh, A, G, W, explains_several(t), lengths).detach(), t, scores.shape[1])
+                A = self._laid_out(leaf.detach())  # (bs, k, *spatial)
+                G = _class_grads(scores, leaf, t, self._laid_out, rec.score, rec.hvp, self.retain) if rec.grads else None
+                self._leaf = leaf  # for `swap`, in re-runs
+                W = self._weights(out, A, t, x, model, batch_size)
+                maps = _weigh(rec, A, G, W, explains_several(t), lengths, self.smooth)
+                maps = _per_class(maps.detach(), t, scores.shape[1])
                 if rec.pixels is not None: maps = self._paused(rec.pixels, model, x, t, maps, region)
-        finally: torch.set_grad_enabled(self.grad_mode)
+        finally: torch.set_grad_enabled(self.grad_mode); self._leaf = None
         return (maps.relu() if rec.relu else maps), t
 
-    def _weights(self, out:Tensor, A:Tensor, t:Tensor|None, x, model, batch_size:int, leaf:Tensor)->Tensor|None:
+    def _weights(self, out:Tensor, A:Tensor, t:Tensor|None, x, model, batch_size:int)->Tensor|None:
         "`W` of the classes explained: the head's `(n, k)`, or per item from re-runs `(bs, k)`/`(bs, n, k)`; else `None`"
         rec, several = self.cam_method, explains_several(t)
         cols = None if t is None else _explained(t)
@@ -577,19 +606,40 @@ class CAMHook:
             W = _cam_linear(self.ran, out, A.shape[1]).weight
             return W if cols is None else W[cols]
         if rec.rerun is None: return None
-        W = self._paused(rec.rerun, model, x, A, None if several else t, batch_size, partial(self._swap, leaf))
+        W = self._paused(rec.rerun, model, x, A, None if several else t, batch_size, self)
         return W[:, cols] if several and cols is not None else W
 
     def _paused(self, f:Callable, *args):
-        "`f(*args)` with this hook paused: the hooked layer runs in the re-runs too"
-        self.paused = True
+        "`f(*args)` with this hook (and those of the other layers hooked with it) paused: the layers run in re-runs too"
+        for h in self.group: h.paused = True
         try: return f(*args)
-        finally: self.paused = False
+        finally:
+            for h in self.group: h.paused = False
+
+    def grads_at(self, x:Tensor, # Another batch for the model, such as noisy copies of the input
+                 t:Tensor|None, # One class per item (`None`: every class)
+                )->tuple[Tensor, Tensor]:
+        "For re-runs: the layer's activation and gradient of the class scores `t` for a forward of `x`, laid out"
+        got = []
+        def capture(m, i, o):
+            a = o[0] if isinstance(o, tuple) else o
+            got.append(a.detach().requires_grad_())
+            return got[-1].clone() if a is o else (got[-1].clone(), *o[1:])
+        h = self.layer.register_forward_hook(capture)
+        try:
+            with torch.enable_grad(): out = _rows_scores(self.model, x, self.cam_method.name)
+        finally: h.remove()
+        with torch.enable_grad():
+            G = _class_grads(out, got[0], t, self._laid_out, self.cam_method.score)
+        return self._laid_out(got[0].detach()), G
 
     @contextmanager
-    def _swap(self, leaf:Tensor, i:Tensor, A:Tensor):
-        "Within, the hooked layer outputs `A` (laid out, one row per index `i` of the batch) instead of its own output"
-        base = leaf[i].detach()
+    def swap(self, i:Tensor, # One index of the hooked batch per row of `A`
+             A:Tensor, # Laid out `(len(i), k, *spatial)`
+            ):
+        "For re-runs: within, the hooked layer outputs `A` instead of its own output (the rows `i` of the hooked batch)"
+        if self._leaf is None: raise RuntimeError("swap works within compute only: call it from a method's rerun")
+        base = self._leaf[i].detach()
         if self.layout is None: new = A.to(base.dtype)
         else:  # back to the layer's own layout: a layout only moves and drops entries, so its transpose undoes it
             with torch.enable_grad():
@@ -621,12 +671,20 @@ def _explained(t:Tensor)->Tensor:
     "The classes a resolved target explains: one per item, or those that any item of a mask needs"
     return t.any(0).nonzero()[:, 0] if t.dtype == torch.bool else t
 
-def _weigh(weigh:Callable, A:Tensor, G:Tensor|None, W:Tensor|None, several:bool, lengths:Tensor|None)->Tensor:
+def _weigh(rec:CAMMethod, A:Tensor, G:Tensor|None, W:Tensor|None, several:bool, lengths:Tensor|None,
+           smooth:str|None=None)->Tensor:
     "The method's `weigh` over positions flattened (with a class dimension if `several`), each item over its own"
     spatial = A.shape[2:]
     A = A.flatten(2)[:, None] if several else A.flatten(2)  # (bs, [1,] k, s): broadcast over the classes
     G = None if G is None else G.flatten(-len(spatial))
     per_item = W is not None and W.ndim == (3 if several else 2)  # a W per item, or one for all
+    def weigh(A, G, W):
+        m = rec.weigh(A, G, W)
+        if m.ndim == A.ndim: return _projection(m) if smooth == 'eigen' else m.sum(-2)  # weighted activations
+        if smooth == 'eigen':
+            raise ValueError(f"smooth='eigen' projects a method's weighted activations on their first principal "
+                             f"component, and method={rec.name!r} gives its map directly: use it without smooth=")
+        return m
     maps = weigh(A, G, W) if lengths is None else _weigh_items(weigh, A, G, W, lengths, per_item)
     return maps.unflatten(-1, spatial)
 
@@ -679,7 +737,7 @@ def _of_targets(scores:Tensor, t:Tensor|None)->Tensor:
     "Per-channel weights `(n, k, c)` → those of class `t` `(n, k)`, or of every class `(n, c, k)` if `t` is None"
     return scores.transpose(1, 2) if t is None else scores[torch.arange(len(scores)), :, t]
 
-def _scorecam_weights(model:nn.Module, x:Tensor, A:Tensor, t:Tensor|None, batch_size:int=64, swap=None)->Tensor:
+def _scorecam_weights(model:nn.Module, x:Tensor, A:Tensor, t:Tensor|None, batch_size:int=64, hook=None)->Tensor:
     "Softmax score of class `t` (`(n, k)`), or of every class (`(n, c, k)` if `t` is None), per masked input"
     def inputs(i, c): return x[i] * normalize_maps(upsample_maps(A[i, c], x.shape[-2:]))[:, None].to(x.dtype)
     return _of_targets(_channel_passes(model, x, A, batch_size, inputs, 'scorecam').softmax(-1), t)
@@ -703,7 +761,7 @@ def sscam_weights(n_samples:int=35, # Noisy masks per channel
                   std:float=2., # Standard deviation of the noise added to each normalised mask
                  )->Callable:
     "SS-CAM's `rerun`, with its own number of samples and noise"
-    def rerun(model, x, A, t, batch_size=64, swap=None):
+    def rerun(model, x, A, t, batch_size=64, hook=None):
         masks = _torchcam_masks(A, x.shape[-2:])  # (n, k, H, W), at the layer's size until upsampled per chunk
         def inputs(i, c): return x[i] * (masks[i, c] + _noise(masks[i, c].shape, masks, std))[:, None].to(x.dtype)
         total = sum(_channel_passes(model, x, A, batch_size, inputs, 'sscam') for _ in range(n_samples))
@@ -713,7 +771,7 @@ def sscam_weights(n_samples:int=35, # Noisy masks per channel
 def iscam_weights(n_samples:int=10, # Steps along the integration path
                  )->Callable:
     "IS-CAM's `rerun`, with its own number of steps"
-    def rerun(model, x, A, t, batch_size=64, swap=None):
+    def rerun(model, x, A, t, batch_size=64, hook=None):
         masks, total, coeff = _torchcam_masks(A, x.shape[-2:]), 0, 0.
         for j in range(n_samples):
             coeff += (j + 1) / n_samples
@@ -728,6 +786,32 @@ register_method(CAMMethod('sscam', _cam, grads=False, rerun=sscam_weights(), fam
 register_method(CAMMethod('iscam', _cam, grads=False, rerun=iscam_weights(), family='perturbation',
     cite="Naidu et al., IS-CAM: Integrated "
          "Score-CAM for axiomatic-based explanations, arXiv:2010.03023, 2020 (torchcam's variant)"))
+
+# %% ../nbs/00_core.ipynb #5e1a7c11
+def smoothgradcampp_weights(n_samples:int=4, # Noisy copies of the input
+                            std:float=0.3, # Standard deviation of the noise added to the input
+                            grads:str='mean', # The gradient in `Σ α·ReLU(g)`: `'mean'` (the paper) or `'last'` (torchcam)
+                           )->Callable:
+    "Smooth Grad-CAM++'s `rerun`, with its own number of samples, noise and variant"
+    if grads not in ('mean', 'last'): raise ValueError(f"grads is 'mean' (the paper) or 'last' (torchcam), not {grads!r}")
+    def rerun(model, x, A, t, batch_size=64, hook=None):
+        if hook is None: raise ValueError("Smooth Grad-CAM++ takes gradients at the hooked layer: call it through CAMHook")
+        g1 = g2 = g3 = 0.
+        for _ in range(n_samples):
+            noisy = x + _noise(x.shape, x, std)
+            G = torch.cat([hook.grads_at(noisy[i], None if t is None else t[i])[1]
+                           for i in torch.arange(len(x), device=x.device).split(batch_size)])
+            g1, g2, g3 = (G if grads == 'last' else g1 + G / n_samples), g2 + G ** 2 / n_samples, g3 + G ** 3 / n_samples
+        Ab = A if t is not None else A[:, None]  # (bs, [1,] k, *spatial)
+        dims = tuple(range(Ab.ndim - A.ndim + 2, Ab.ndim))
+        alpha = g2 / (2 * g2 + (g3 * Ab).sum(dims, keepdim=True) + 1e-8)
+        return (alpha * g1.relu()).sum(dims)
+    return rerun
+
+register_method(CAMMethod('smoothgradcam++', _cam, grads=False, rerun=smoothgradcampp_weights(), family='gradient',
+    cite="Omeiza et al., "
+         "Smooth Grad-CAM++: An Enhanced Inference Level Visualization Technique for Deep Convolutional Neural Network "
+         "Models, arXiv:1908.01224, 2019"))
 
 # %% ../nbs/00_core.ipynb #5e1a7c04
 def _to_ablate(A:Tensor, ratio:float)->list:
@@ -746,8 +830,8 @@ def ablation_weights(ratio:float=1., # Share of the channels to ablate (pytorch-
                     )->Callable:
     "Ablation-CAM's `rerun`, ablating `ratio` of the channels"
     if not 0 < ratio <= 1: raise ValueError(f"ratio is the share of channels to ablate, in (0, 1]; got {ratio}")
-    def rerun(model, x, A, t, batch_size=64, swap=None):
-        if swap is None: raise ValueError("Ablation-CAM swaps the hooked layer's output: call it through CAMHook")
+    def rerun(model, x, A, t, batch_size=64, hook=None):
+        if hook is None: raise ValueError("Ablation-CAM swaps the hooked layer's output: call it through CAMHook")
         with torch.no_grad(): base = _rows_scores(model, x, 'ablationcam')  # (n, c)
         chans = _to_ablate(A, ratio)
         item = torch.cat([torch.full_like(c, i) for i, c in enumerate(chans)])
@@ -761,7 +845,7 @@ def ablation_weights(ratio:float=1., # Share of the channels to ablate (pytorch-
         pairs = torch.stack([item, chan], 1).split(batch_size)
         with torch.no_grad():
             for i, c in (p.unbind(1) for p in pairs):
-                with swap(i, ablated(i, c)): scores[i, c] = _rows_scores(model, x[i], 'ablationcam')
+                with hook.swap(i, ablated(i, c)): scores[i, c] = _rows_scores(model, x[i], 'ablationcam')
         return _of_targets((base[:, None] - scores) / base[:, None], t)
     return rerun
 
@@ -770,22 +854,46 @@ register_method(CAMMethod('ablationcam', _cam, grads=False, rerun=ablation_weigh
          "Ablation-CAM: Visual Explanations for Deep Convolutional Network via Gradient-free Localization, WACV 2020"))
 
 # %% ../nbs/00_core.ipynb #256e8ed8
-def _class_grads(out:Tensor, leaf:Tensor, t:Tensor|None, layout:Callable)->Tensor:
-    "Gradient of the scores `t` w.r.t. `leaf`, laid out: `(bs, k, *spatial)`, or `(bs, n, k, *spatial)` for `n` classes"
+def _class_grads(out:Tensor, leaf:Tensor, t:Tensor|None, layout:Callable, score:Callable|None=None,
+                 hvp:bool=False, retain:bool=False)->Tensor:
+    """Gradient of the scores `t` (or of `score(out, c)`) w.r.t. `leaf`, laid out: `(bs, k, *spatial)`, or
+    `(bs, n, k, *spatial)` for `n` classes; with `hvp`, less half the Hessian-vector product with `leaf`"""
     if not out.requires_grad:
         raise RuntimeError("The model output does not depend on the hooked layer through autograd; pick a layer whose "
                            "output the rest of the model uses")
-    if not explains_several(t):
-        g, = torch.autograd.grad(out.gather(1, t[:, None]).sum(), leaf, allow_unused=True)
-        if g is None: raise RuntimeError("The model output does not depend on the hooked layer; pick a layer on its path")
-        return layout(g)
-    cols = torch.arange(out.shape[1], device=out.device) if t is None else _explained(t)
-    if not len(cols): return layout(torch.zeros_like(leaf))[:, None][:, :0]  # nothing to explain in this batch
-    eye = torch.zeros(len(cols), *out.shape, dtype=out.dtype, device=out.device)
-    eye[torch.arange(len(cols)), :, cols] = 1  # one batched backward: one class score per row
-    g, = torch.autograd.grad(out, leaf, eye, is_grads_batched=True, allow_unused=True)  # (n, bs, ...)
+    several = explains_several(t)
+    def of(c): return out.gather(1, c[:, None])[:, 0] if score is None else score(out, c)
+    if several:
+        cols = torch.arange(out.shape[1], device=out.device) if t is None else _explained(t)
+        if not len(cols): return layout(torch.zeros_like(leaf))[:, None][:, :0]  # nothing to explain in this batch
+        rows = torch.stack([of(c.expand(len(out))) for c in cols])  # (n, bs)
+    else: rows = of(t)[None]
+    n = len(rows)
+    if hvp: g = torch.stack([_grad_less_hvp(r.sum(), leaf, retain or j < n - 1) for j, r in enumerate(rows)])
+    elif n == 1: g = _grad(rows.sum(), leaf, retain=retain)[None]
+    else:  # one batched backward: one class per row
+        eye = torch.eye(n, dtype=rows.dtype, device=rows.device)[:, :, None].expand(n, n, rows.shape[1])
+        g = _grad(rows, leaf, eye, retain, batched=True)
+    g = layout(g.flatten(0, 1)).unflatten(0, g.shape[:2]).transpose(0, 1)  # (bs, n, k, *spatial)
+    return g if several else g[:, 0]
+
+def _grad(y:Tensor, leaf:Tensor, go:Tensor|None=None, retain:bool=False, batched:bool=False, create:bool=False):
+    g, = torch.autograd.grad(y, leaf, go, retain_graph=retain or create, create_graph=create,
+                             is_grads_batched=batched, allow_unused=True)
     if g is None: raise RuntimeError("The model output does not depend on the hooked layer; pick a layer on its path")
-    return layout(g.flatten(0, 1)).unflatten(0, g.shape[:2]).transpose(0, 1)
+    return g
+
+def _grad_less_hvp(y:Tensor, leaf:Tensor, retain:bool)->Tensor:
+    "`∇y - ½·H·leaf`: the gradient, less half the Hessian-vector product with `leaf` (zero if the gradient is constant)"
+    g = _grad(y, leaf, create=True)
+    if not g.requires_grad: return g  # piecewise linear after the layer: no curvature
+    try: h, = torch.autograd.grad(g, leaf, leaf.detach(), retain_graph=retain, allow_unused=True)
+    except RuntimeError as e:
+        if 'not implemented' not in str(e): raise
+        raise ValueError(f"This method needs second derivatives after the layer, which a kernel of this model does not "
+                         f"have ({str(e).splitlines()[0]}): use 'gradcam', or run the model with "
+                         f"torch.nn.attention.sdpa_kernel(SDPBackend.MATH)") from e
+    return (g if h is None else g - 0.5 * h).detach()
 
 # %% ../nbs/00_core.ipynb #6b0d2e02
 class _GuidedReLU(torch.autograd.Function):
@@ -833,15 +941,63 @@ register_method(CAMMethod('guidedgradcam', _gradcam, pixels=_guided_gradcam, fam
     cite="Selvaraju et al., Grad-CAM: "
          "Visual Explanations from Deep Networks via Gradient-based Localization, ICCV 2017 (guided Grad-CAM)"))
 
+# %% ../nbs/00_core.ipynb #6b0d2e11
+def _bias_of(m:nn.Module)->Tensor:
+    if isinstance(m, nn.BatchNorm2d): return m.bias - m.running_mean * m.weight / torch.sqrt(m.running_var + m.eps)
+    return m.bias
+
+def _channels_scaled(t:Tensor)->Tensor:
+    "Each channel of `(..., h, w)` to `[0, 1]` as pytorch-grad-cam's `scale_cam_image`: `(t - min) / (max + 1e-7)`"
+    t = t - t.flatten(-2).amin(-1)[..., None, None]
+    return t / (t.flatten(-2).amax(-1)[..., None, None] + 1e-7)
+
+def fullgrad_saliency(model:nn.Module, # A CNN with `nn.Conv2d`/`nn.BatchNorm2d` biases
+                      x:Tensor, # Input batch `(bs, C, H, W)`
+                      t:Tensor|None, # Resolved targets (`resolve_targets`)
+                      region:Tensor|None=None, # Dense outputs only: as in `class_scores`
+                     )->Tensor:
+    "FullGrad's saliency `(bs, H, W)` (`(bs, n_classes, H, W)` for several classes), before its final scaling"
+    layers = [m for m in model.modules() if type(m) in (nn.Conv2d, nn.BatchNorm2d) and m.bias is not None]
+    if not layers: raise ValueError(f"FullGrad sums the bias-gradients of nn.Conv2d and nn.BatchNorm2d layers, and this "
+                                    f"{type(model).__name__} has none with a bias: use a gradient method such as 'gradcam'")
+    ran = []
+    def keep(m, i, o): ran.append((m, o)); return o.clone()  # an in-place op after the layer must not change o
+    xi = x.detach().clone().requires_grad_()
+    hs = [m.register_forward_hook(keep) for m in layers]
+    try:
+        with inference_state(model), torch.enable_grad(): scores = class_scores(_first(model(xi)), region)
+    finally:
+        for h in hs: h.remove()
+    biases, outs = [_bias_of(m).detach()[:, None, None] for m, _ in ran], [o for _, o in ran]
+    cols = ([None] if not explains_several(t) else
+            (torch.arange(scores.shape[1]) if t is None else _explained(t)).tolist())
+    sal = []
+    with torch.enable_grad():
+        for j, c in enumerate(cols):
+            y = scores.gather(1, t[:, None]).sum() if c is None else scores[:, c].sum()
+            gx, *gs = torch.autograd.grad(y, [xi] + outs, retain_graph=j < len(cols) - 1)
+            s = _channels_scaled((gx * xi).abs().detach()).sum(1)
+            for b, g in zip(biases, gs): s = s + upsample_maps(_channels_scaled((b * g).abs()).sum(1), x.shape[-2:])
+            sal.append(s)
+    if cols[0] is None: return sal[0]
+    return _per_class(torch.stack(sal, 1), t, scores.shape[1])
+
+def _first(out): return out[0] if isinstance(out, (tuple, list)) else out
+
+register_method(CAMMethod('fullgrad', lambda A, G, W: A.sum(-2), grads=False, relu=False, family='gradient',
+    pixels=lambda model, x, t, maps, region: fullgrad_saliency(model, x, t, region),
+        cite="Srinivas & Fleuret, "
+             "Full-Gradient Representation for Neural Network Visualization, NeurIPS 2019 (the layer is not used)"))
+
 # %% ../nbs/00_core.ipynb #85d6885c
 @shared_docs
 def cam_maps(model:nn.Module, # A classifier `(bs, n_classes)`, or a dense model `(bs, c, H, W)` (segmentation)
              x:Tensor, # Input batch
              layer:nn.Module|str, target:str|int|list|Tensor='pred', method:str='gradcam', batch_size:int=64,
-             reshape:Callable|None=None, region:Tensor|None=None)->Tensor:
+             reshape:Callable|None=None, region:Tensor|None=None, smooth:str|None=None)->Tensor:
     "Raw maps `(bs, h, w)` (`(bs, n_classes, h, w)` for `'all'`) at `layer`'s resolution (input-space methods: the "
     "input's), after the method's ReLU"
-    with inference_state(model), CAMHook(model, layer, method, reshape) as hook:
+    with inference_state(model), CAMHook(model, layer, method, reshape, smooth) as hook:
         with torch.no_grad(): out = model(x)
         return hook.compute(out, target, x, model, batch_size, region)[0]
 

@@ -156,3 +156,72 @@ def test_segeigencam_on_a_unet_equals_pytorch_grad_cam():
     with pgc.SegEigenCAM(model=model, target_layers=[model.get_submodule(layer)]) as cam:
         ref = torch.from_numpy(cam(xs, targets=[SemanticSegmentationTarget(2, region[0].float().numpy())]))
     close(ours, ref)
+
+def test_finercam_equals_pytorch_grad_cam(net, x):
+    "Finer-CAM explains class 2 against its 3 closest classes (pytorch-grad-cam's `target_idx` and defaults)"
+    t = torch.tensor([2, 2])
+    model = copy.deepcopy(net)
+    with pgc.FinerCAM(model=model, target_layers=[model.get_submodule(LAYER)]) as cam:
+        ref = torch.from_numpy(cam(x, targets=None, target_idx=2))
+    close(ours_like_pgc(net, x, 'finercam', t), ref)
+    assert (ours_like_pgc(net, x, 'finercam', t) - ours_like_pgc(net, x, 'gradcam', t)).abs().amax() > 0.1
+
+def test_shapleycam_equals_pytorch_grad_cam():
+    "On a smooth model (SiLU): the Hessian-vector product matters, and both libraries take it alike"
+    set_seed(3)
+    net = create_vision_model(resnet18, 3, pretrained=False).eval()
+    for m in list(net.modules()):
+        for n, c in list(m.named_children()):
+            if isinstance(c, torch.nn.ReLU): setattr(m, n, torch.nn.SiLU())
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([1, 2])
+    ours = ours_like_pgc(net, x, 'shapleycam', t)
+    close(ours, theirs(pgc.ShapleyCAM, net, x, t))
+    assert (ours - ours_like_pgc(net, x, 'gradcam', t)).abs().amax() > 0.01
+    assert all(p.grad is None for p in net.parameters())
+
+def test_fullgrad_equals_pytorch_grad_cam(net, x):
+    t = torch.tensor([0, 2])
+    ours = normalize_maps(cam_maps(net, x, LAYER, t, 'fullgrad'))  # already at the input's resolution
+    close(ours, theirs(pgc.FullGrad, net, x, t))
+    assert all(p.grad is None for p in net.parameters()) and not any(m._forward_hooks for m in net.modules())
+
+def test_fullgrad_refuses_a_model_without_conv_biases():
+    from torch import nn
+    m = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match='has none with a bias'): cam_maps(m, torch.randn(1, 3, 8, 8), '0', 0, 'fullgrad')
+
+def test_eigen_smooth_equals_pytorch_grad_cam_up_to_sign(net, x):
+    t = torch.tensor([1, 0])
+    ours = ours_like_pgc(net, x, 'gradcam', t, smooth='eigen')
+    model = copy.deepcopy(net)
+    with pgc.GradCAM(model=model, target_layers=[model.get_submodule(LAYER)]) as cam:
+        ref = torch.from_numpy(cam(x, targets=[ClassifierOutputTarget(int(c)) for c in t], eigen_smooth=True))
+    from fastcam.core import register_method, unregister_method, CAMMethod
+    register_method(CAMMethod('flipped', lambda A, G, W: -get_method('gradcam').weigh(A, G, W)))
+    try: flipped = ours_like_pgc(net, x, 'flipped', t, smooth='eigen')  # the projection of the other sign
+    finally: unregister_method('flipped')
+    for i in range(len(x)):
+        err = min((ours[i] - ref[i]).abs().amax(), (flipped[i] - ref[i]).abs().amax())
+        assert err <= 1e-4, (i, err.item())
+    with pytest.raises(ValueError, match='gives its map directly'): cam_maps(net, x, LAYER, t, 'eigencam', smooth='eigen')
+
+def test_smoothgradcampp_weights_equal_torchcam(net):
+    """With the same noise, the weights of torchcam's variant (`grads='last'`) equal torchcam's. torchcam then weighs
+    its last noisy sample's activation, fastcam the input's"""
+    tc = pytest.importorskip('torchcam.methods')
+    from fastcam.core import CAMHook, smoothgradcampp_weights
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([2, 0])
+    METHOD_RNG.manual_seed(5)
+    with CAMHook(net, LAYER, 'smoothgradcam++') as hook:
+        with torch.no_grad(): net(x)
+        w = hook._paused(smoothgradcampp_weights(3, 0.3, 'last'), net, x, hook.act.detach(), t, 64, hook)
+    model, g = copy.deepcopy(net), torch.Generator().manual_seed(5)
+    class Noise:
+        def sample(self, size): return torch.randn(size, generator=g) * 0.3  # METHOD_RNG's draws, in the same order
+    with tc.SmoothGradCAMpp(model, LAYER, num_samples=3, std=0.3, input_shape=(3, 64, 64)) as cam:
+        cam._distrib = Noise()
+        model(x)
+        ref = cam._get_weights(t.tolist())[0]
+    assert (w - ref).abs().amax() <= 2e-4 * ref.abs().amax()
