@@ -203,15 +203,15 @@ class CAMCallback(HookCallback):
     "Fill `learn.cam.maps`, `learn.cam.targets` and `learn.cam.item_idxs` during `get_preds`, `validate` and `predict`"
     order, run_train = -5, False
     _stateattrs = ('cam_hook', 'maps', 'targets', 'item_idxs', '_maps', '_targs', '_pos', '_found_layer', '_choice_for')
-    def __init__(self, layer:nn.Module|str|None=None, method:str|None=None, target:str|int|list|Tensor='pred',
+    def __init__(self, layer:nn.Module|str|list|None=None, method:str|None=None, target:str|int|list|Tensor='pred',
                  reshape:Callable|None=None,
                  region:Tensor|None=None, # Dense outputs only: one region for every item, a mask `(H, W)` or a box `(4,)`
-                ):
+                 smooth:str|None=None, fuse:str|None=None):
         super().__init__(modules=None, remove_end=True, detach=False, cpu=False)
         if method is not None and not _is_auto(method): get_method(method)  # a clear error now for an unknown name
         if isinstance(target, str) and target not in ('pred', 'actual', 'all'):
             raise ValueError(f"Unknown target {target!r}; use {_TARGETS}")
-        store_attr('layer,method,target,reshape,region')
+        store_attr('layer,method,target,reshape,region,smooth,fuse')
         self._in_fit, self.choice = False, None  # `choice`: what `'auto'` chose, with its table and reason
         self._init_state()
 
@@ -286,16 +286,19 @@ class CAMCallback(HookCallback):
             raise ValueError(f"method={rec.name!r} re-runs the model on an input image (masked, ablated or for its "
                              f"gradient), which a text model does not take: use one of {TOKEN_METHODS} or a gradient "
                              f"method")
-        self.layer_name, layer = find_layer(net, self.hooked_layer(x))
+        hooked = self.hooked_layer(x)
+        found = [find_layer(net, l) for l in (hooked if isinstance(hooked, (list, tuple)) else [hooked])]
+        self.layer_name = [n for n, _ in found] if isinstance(hooked, (list, tuple)) else found[0][0]
+        layer = [m for _, m in found] if isinstance(hooked, (list, tuple)) else found[0][1]
         if kind.chunked is not None:
             chunked, n = kind.chunked(net)
-            if any(layer is m for m in chunked.modules()):
-                raise ValueError(f"Layer {self.layer_name!r} is inside the text encoder's recurrent module, which runs "
+            if inside := next((n_ for n_, l in found if any(l is m for m in chunked.modules())), None):
+                raise ValueError(f"Layer {inside!r} is inside the text encoder's recurrent module, which runs "
                                  f"once per bptt chunk ({n} tokens), so several times per forward on longer texts: "
                                  f"hook the encoder itself, learn.model[0] (the default)")
         reshape = (self.reshape if self.reshape is not None else self.choice.reshape if _is_auto(self.layer) else
                    kind.layout if self.layer is None else None)
-        self.cam_hook = CAMHook(net, layer, self.method_used, reshape)
+        self.cam_hook = hook_layers(net, layer, self.method_used, reshape, self.smooth, self.fuse)
 
     def _remove(self):  # (also from `HookCallback.__del__`, maybe before `__init__` has set `cam_hook`)
         if getattr(self, 'cam_hook', None) is not None: self.cam_hook.remove()
@@ -375,7 +378,8 @@ class CAMCallback(HookCallback):
 
     def __repr__(self):
         return (f"CAMCallback(layer={self.layer!r}, method={self.method!r}, target={self.target!r}"
-                + ('' if self.reshape is None else f", reshape={self.reshape!r}") + ')')
+                + ''.join(f", {k}={getattr(self, k)!r}" for k in ('reshape', 'smooth', 'fuse') if getattr(self, k) is not None)
+                + ')')
 
 # %% ../nbs/01_callback.ipynb #7c2e90b4
 @patch

@@ -6,7 +6,7 @@ Docs: https://fastcam.github.io/fastcam/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #715cd1a5
 from __future__ import annotations
-import inspect, random, numpy as np, torch, torch.nn as nn, torch.nn.functional as F
+import inspect, math, random, numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from contextlib import contextmanager
 from typing import Callable
@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['METHOD_RNG', 'SMOOTHS', 'CAM_METHODS', 'TOKEN_METHODS', 'CAM_PARAMS', 'find_layer', 'unwrap_model', 'cam_head',
-           'finer_score', 'CAMMethod', 'MethodNames', 'register_method', 'unregister_method', 'get_method',
+__all__ = ['METHOD_RNG', 'SMOOTHS', 'FUSES', 'CAM_METHODS', 'TOKEN_METHODS', 'CAM_PARAMS', 'find_layer', 'unwrap_model',
+           'cam_head', 'finer_score', 'CAMMethod', 'MethodNames', 'register_method', 'unregister_method', 'get_method',
            'inference_state', 'rng_preserved', 'locate_layer', 'resolve_targets', 'gt_masks', 'predicted_region',
            'class_scores', 'take_items', 'normalize_maps', 'upsample_maps', 'channels_last', 'TokenGrid', 'token_grid',
-           'auto_layout', 'shared_docs', 'explains_several', 'CAMHook', 'sscam_weights', 'iscam_weights',
-           'smoothgradcampp_weights', 'ablation_weights', 'guided_relus', 'guided_saliency', 'fullgrad_saliency',
-           'cam_maps', 'embedding_attributions', 'integrated_gradients', 'token_occlusion']
+           'auto_layout', 'shared_docs', 'explains_several', 'CAMHook', 'CAMHooks', 'hook_layers', 'sscam_weights',
+           'iscam_weights', 'smoothgradcampp_weights', 'ablation_weights', 'guided_relus', 'guided_saliency',
+           'fullgrad_saliency', 'cam_maps', 'embedding_attributions', 'integrated_gradients', 'token_occlusion']
 
 # %% ../nbs/00_core.ipynb #7a87db1e
 def find_layer(model:nn.Module, # The model holding the layer
@@ -128,6 +128,7 @@ def _fem(A, G, W, k:float=2.):
 
 METHOD_RNG = torch.Generator().manual_seed(0)
 SMOOTHS = (None, 'eigen')
+FUSES = ('mean', 'max', 'prod')
 
 def _noise(shape, like:Tensor, std:float=1.)->Tensor:
     "Gaussian noise from `METHOD_RNG` (drawn on the CPU, so the same on every device), on `like`'s device and dtype"
@@ -163,6 +164,7 @@ class CAMMethod:
     rerun:Callable|None=None # `(model, x, A, t, batch_size, hook) -> W`: runs the model again on masked inputs
     tokens:Callable|None=None # `(model, x, embedding, t, lengths) -> (bs, L)`: passes over tokens, not a hook
     relu:bool=True # A ReLU ends the map
+    fuse:str='mean' # How its maps of several layers combine (`layer=[...]`): one of `FUSES`
     pixels:Callable|None=None # `(model, x, t, maps, region) -> (bs, [n,] H, W)`: maps at the input's resolution
     cite:str='' # The paper, for the docs
     family:str='' # For the docs: `'gradient'`, `'activations'`, `'perturbation'`, `'input space'` or `'tokens'`
@@ -261,6 +263,10 @@ for _m in (
         cite="Zhang et al., Finer-CAM: Spotting the "
              "Difference Reveals Finer Details for Visual Explanation, CVPR 2025 (Grad-CAM of the class's margin over "
              "its 3 closest classes, weighed by their probabilities: pytorch-grad-cam's defaults)"),
+    CAMMethod('refinecam', _gradcampp, fuse='prod', family='gradient',
+        cite="Gildenblat et al., pytorch-grad-cam "
+             "(2025), RefineCAM (arXiv:2605.14641): the product of the scaled Grad-CAM++ maps of several layers "
+             "(layer=[...]); of one layer, Grad-CAM++"),
 ):
     register_method(_m)
 
@@ -485,7 +491,8 @@ def auto_layout(model:nn.Module, # The model
 
 # %% ../nbs/00_core.ipynb #2f6c8e90
 CAM_PARAMS = dict(
-    layer="Layer to hook: a submodule of the model or its dotted name in `model.named_modules()`; `None`, where a "
+    layer="Layer to hook: a submodule of the model or its dotted name in `model.named_modules()`, or a list of them "
+          "(their maps fused); `None`, where a "
           "function allows it: the default of the model's kind (`body_layer`); `'auto'`, where a learner is taken: the "
           "one `choose_cam` measures as the most faithful",
     method="A registered method's name: one of `CAM_METHODS` (a text model's also `TOKEN_METHODS`); `None`, where a "
@@ -496,6 +503,7 @@ CAM_PARAMS = dict(
     reshape="Layout of the layer's output → `(bs, k, *spatial)`: `channels_last`, a `TokenGrid` or any callable; "
             "`None`: from the model (`auto_layout`)",
     region="Dense outputs only: the pixels whose logits make a class's score, masks `(bs, H, W)` or boxes `(bs, 4)`",
+    fuse="Several layers only: how their scaled maps combine, one of `FUSES`; `None`: the method's own",
     smooth="`None`, or `'eigen'`: the first principal component of the method's weighted activations instead of their "
            "sum over channels (pytorch-grad-cam's `eigen_smooth`)",
     batch_size="Inputs per forward pass when a method runs the model again on masked or ablated inputs "
@@ -665,6 +673,72 @@ class CAMHook:
 
     def __enter__(self): return self
     def __exit__(self, *args): self.remove()
+
+# %% ../nbs/00_core.ipynb #52a7262c
+@shared_docs
+class CAMHooks:
+    "One `CAMHook` per layer of `layers`, in the same forward passes; `compute` fuses their maps"
+    def __init__(self, model:nn.Module, # Any model
+                 layers:list, method:str='gradcam', reshape:Callable|None=None, smooth:str|None=None,
+                 fuse:str|None=None, # One of `FUSES`; `None`: the method's own (`CAMMethod.fuse`)
+                ):
+        rec = get_method(method)
+        self.fuse = rec.fuse if fuse is None else fuse
+        if self.fuse not in FUSES: raise ValueError(f"Unknown fuse={fuse!r}: use one of {FUSES}")
+        if not len(layers): raise ValueError("layer= is an empty list: give one layer, or several in a list")
+        self.hooks = []
+        try:
+            for l in layers: self.hooks.append(CAMHook(model, l, method, reshape, smooth))
+        except Exception: self.remove(); raise
+        for h in self.hooks: h.group, h.chain = self.hooks, True
+        self.cam_method, self.name, self.layer = rec, [h.name for h in self.hooks], [h.layer for h in self.hooks]
+
+    def compute(self, out:Tensor, target:str|int|list|Tensor='pred', x:Tensor|None=None, model:nn.Module|None=None,
+                batch_size:int=64, region:Tensor|None=None, lengths:Tensor|None=None)->tuple[Tensor, Tensor|None]:
+        "As `CAMHook.compute`: the fused maps, at the finest layer's resolution, and the class per item"
+        mode = all(h.grad_mode is not False for h in self.hooks)  # as before the first hooked layer ran
+        res = []
+        try:
+            for j, h in enumerate(self.hooks):
+                h.retain = j < len(self.hooks) - 1  # one graph for all: keep it until the last layer's gradient
+                res.append(h.compute(out, target, x, model, batch_size, region, lengths))
+        finally:
+            torch.set_grad_enabled(mode)
+            for h in self.hooks: h.retain, h.act = False, None
+        t = res[0][1]
+        lead = 2 if explains_several(t) else 1  # (bs, [n_classes,] *spatial)
+        maps = [_scaled(m, m.ndim - lead) for m, _ in res]
+        size = max((m.shape[lead:] for m in maps), key=math.prod)
+        if any(m.shape[lead:] != size for m in maps):
+            if len(size) != 2: raise ValueError(f"The layers' maps have shapes {[tuple(m.shape) for m in maps]}: "
+                                                f"only 2-D maps are upsampled to the finest, give layers of one length")
+            maps = [upsample_maps(m, tuple(size)) for m in maps]
+        maps = torch.stack(maps)
+        fused = maps.mean(0) if self.fuse == 'mean' else maps.amax(0) if self.fuse == 'max' else maps.prod(0)
+        return fused, t
+
+    def remove(self):
+        "Remove every layer's hooks"
+        for h in self.hooks: h.remove()
+
+    def __enter__(self): return self
+    def __exit__(self, *args): self.remove()
+
+def _scaled(m:Tensor, n:int)->Tensor:
+    "Each map min-max scaled over its last `n` (spatial) dimensions; a constant map gives zeros"
+    f = m.flatten(-n)
+    lo, hi = f.amin(-1, keepdim=True), f.amax(-1, keepdim=True)
+    r = hi - lo
+    return torch.where(r > 0, (f - lo) / torch.where(r > 0, r, torch.ones_like(r)), torch.zeros_like(f)).view_as(m)
+
+def hook_layers(model:nn.Module, # Any model
+                layer:nn.Module|str|list, method:str='gradcam', reshape:Callable|None=None, smooth:str|None=None,
+                fuse:str|None=None, # Several layers only: one of `FUSES`; `None`: the method's own
+               )->CAMHook|CAMHooks:
+    "A `CAMHook` on `layer`, or a `CAMHooks` on each layer of a list"
+    if isinstance(layer, (list, tuple)): return CAMHooks(model, list(layer), method, reshape, smooth, fuse)
+    if fuse is not None: raise ValueError(f"fuse={fuse!r} combines the maps of several layers: pass layer=[...]")
+    return CAMHook(model, layer, method, reshape, smooth)
 
 # %% ../nbs/00_core.ipynb #3e8a1c63
 def _explained(t:Tensor)->Tensor:
@@ -994,10 +1068,10 @@ register_method(CAMMethod('fullgrad', lambda A, G, W: A.sum(-2), grads=False, re
 def cam_maps(model:nn.Module, # A classifier `(bs, n_classes)`, or a dense model `(bs, c, H, W)` (segmentation)
              x:Tensor, # Input batch
              layer:nn.Module|str, target:str|int|list|Tensor='pred', method:str='gradcam', batch_size:int=64,
-             reshape:Callable|None=None, region:Tensor|None=None, smooth:str|None=None)->Tensor:
+             reshape:Callable|None=None, region:Tensor|None=None, smooth:str|None=None, fuse:str|None=None)->Tensor:
     "Raw maps `(bs, h, w)` (`(bs, n_classes, h, w)` for `'all'`) at `layer`'s resolution (input-space methods: the "
-    "input's), after the method's ReLU"
-    with inference_state(model), CAMHook(model, layer, method, reshape, smooth) as hook:
+    "input's; several layers: the finest one's, fused), after the method's ReLU"
+    with inference_state(model), hook_layers(model, layer, method, reshape, smooth, fuse) as hook:
         with torch.no_grad(): out = model(x)
         return hook.compute(out, target, x, model, batch_size, region)[0]
 

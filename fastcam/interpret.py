@@ -128,9 +128,10 @@ class CAMInterpretation(ClassificationInterpretation):
 
 # %% ../nbs/02_interpret.ipynb #844ef5dc
 @patch
-def _layer_name(self:CAMInterpretation, layer=None)->str:
-    "The name of `layer`; `None` (or the interpretation's `'auto'`): the layer the interpretation's pass hooked"
+def _layer_name(self:CAMInterpretation, layer=None)->str|list:
+    "The name of `layer` (a list for several); `None` (or the interpretation's `'auto'`): the layer its pass hooked"
     if layer is None or isinstance(layer, str) and layer == 'auto' == self.cam.layer: return self.cam.layer_name
+    if isinstance(layer, (list, tuple)): return [find_layer(self.learn.model, l)[0] for l in layer]
     return find_layer(self.learn.model, layer)[0]
 
 @patch
@@ -160,7 +161,8 @@ def item_cams(self:CAMInterpretation,
     if same_layer and (method, target) == (cam.method, cam.target):
         i = tensor(idxs)
         return take_items(cam.maps, i), take_items(cam.targets, i)
-    cb = CAMCallback(layer, method, target, cam.reshape if same_layer else None)
+    cb = CAMCallback(layer, method, target, cam.reshape if same_layer else None, smooth=cam.smooth,
+                     fuse=cam.fuse if same_layer else None)
     with _cam_free(self.learn):
         self.learn.get_preds(dl=self.learn.dls.test_dl(self.items_at(idxs), with_labels=self.has_labels), cbs=cb)
     return cb.maps, cb.targets

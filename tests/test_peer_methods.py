@@ -225,3 +225,25 @@ def test_smoothgradcampp_weights_equal_torchcam(net):
         model(x)
         ref = cam._get_weights(t.tolist())[0]
     assert (w - ref).abs().amax() <= 2e-4 * ref.abs().amax()
+
+def test_several_layers_equal_pytorch_grad_cam():
+    "Layers at 32×32 (the input's size, where pytorch-grad-cam fuses) and 16×16: the mean, and RefineCAM's product"
+    from torch import nn
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1),
+                      nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3)).eval()
+    with torch.no_grad(): m[-1].weight.mul_(1e4)  # Grad-CAM++: pytorch-grad-cam's 1e-6 in alpha does not matter then
+    x, t, layers = torch.randn(2, 3, 32, 32), torch.tensor([0, 2]), ['1', '4']
+    targets = [ClassifierOutputTarget(int(c)) for c in t]
+    model = copy.deepcopy(m)
+    with pgc.GradCAM(model=model, target_layers=[model.get_submodule(l) for l in layers]) as cam:
+        close(normalize_maps(cam_maps(m, x, layers, t)), torch.from_numpy(cam(x, targets=targets)))
+    tc = pytest.importorskip('torchcam.methods')  # torchcam's fusion: the max of the maps, each scaled at its own size
+    with tc.GradCAM(copy.deepcopy(m), layers, input_shape=(3, 32, 32)) as cam:
+        fused = cam.fuse_cams(cam(t.tolist(), cam.model(x)))
+    close(cam_maps(m, x, layers, t, fuse='max'), fused)
+    # RefineCAM: pytorch-grad-cam scales each layer's map after upsampling it to the input, fastcam (as for its other
+    # fusions) before: the same where the layers have the input's size, as the conv and its ReLU here
+    refine = pgc.RefineCAM(model, [model.get_submodule(l) for l in ['0', '1']])
+    close(normalize_maps(cam_maps(m, x, ['0', '1'], t, 'refinecam')), torch.from_numpy(refine(x, targets)))
+    assert not any(mod._forward_hooks for mod in m.modules())

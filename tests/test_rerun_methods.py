@@ -9,7 +9,7 @@ from fastcam.callback import CAMCallback
 from conftest import no_hooks, Boom
 
 METHODS = ['ablationcam', 'sscam2', 'guidedbackprop', 'guidedgradcam', 'randomcam', 'kpcacam', 'fem',
-           'segeigencam', 'eigengradcam', 'gradcamelementwise']
+           'segeigencam', 'eigengradcam', 'gradcamelementwise', 'fullgrad', 'smoothgradcam++', 'finercam', 'shapleycam']
 
 @pytest.fixture(scope='module', autouse=True)
 def few_samples():
