@@ -20,7 +20,8 @@ __all__ = ['METHOD_RNG', 'SMOOTHS', 'FUSES', 'CAM_METHODS', 'TOKEN_METHODS', 'CA
            'class_scores', 'take_items', 'normalize_maps', 'upsample_maps', 'channels_last', 'TokenGrid', 'token_grid',
            'auto_layout', 'shared_docs', 'explains_several', 'CAMHook', 'CAMHooks', 'hook_layers', 'sscam_weights',
            'iscam_weights', 'smoothgradcampp_weights', 'ablation_weights', 'guided_relus', 'guided_saliency',
-           'fullgrad_saliency', 'cam_maps', 'embedding_attributions', 'integrated_gradients', 'token_occlusion']
+           'fullgrad_saliency', 'cam_maps', 'Concepts', 'head_after', 'deep_features', 'embedding_attributions',
+           'integrated_gradients', 'token_occlusion']
 
 # %% ../nbs/00_core.ipynb #7a87db1e
 def find_layer(model:nn.Module, # The model holding the layer
@@ -266,7 +267,8 @@ for _m in (
     CAMMethod('refinecam', _gradcampp, fuse='prod', family='gradient',
         cite="Gildenblat et al., pytorch-grad-cam "
              "(2025), RefineCAM (arXiv:2605.14641): the product of the scaled Grad-CAM++ maps of several layers "
-             "(layer=[...]); of one layer, Grad-CAM++"),
+             "(layer=[...]); of one layer, Grad-CAM++. Each map is scaled at its own size, then upsampled (pytorch-grad-"
+             "cam scales after upsampling to the input): equal where the layers share the finest size"),
 ):
     register_method(_m)
 
@@ -1074,6 +1076,61 @@ def cam_maps(model:nn.Module, # A classifier `(bs, n_classes)`, or a dense model
     with inference_state(model), hook_layers(model, layer, method, reshape, smooth, fuse) as hook:
         with torch.no_grad(): out = model(x)
         return hook.compute(out, target, x, model, batch_size, region)[0]
+
+# %% ../nbs/00_core.ipynb #7d3e9a11
+@dataclass
+class Concepts:
+    "What `deep_features` found: per image, `k` concepts"
+    maps:Tensor # `(bs, k, h, w)`: where each concept lies (`H`)
+    vectors:Tensor # `(bs, k, channels)`: each concept's activation vector (`W` plus the channel's shift)
+    scores:Tensor|None # `(bs, k, n_classes)`: the head's class probabilities of each concept, or `None` without a head
+
+def _nmf(V:Tensor, k:int, iters:int=500)->tuple[Tensor, Tensor]:
+    "`V (..., c, s) ≈ W (..., c, k) · H (..., k, s)`, non-negative: Lee & Seung's multiplicative updates"
+    avg = (V.mean((-2, -1), keepdim=True) / k).sqrt()
+    W = avg * torch.randn(*V.shape[:-1], k, generator=METHOD_RNG).to(V).abs()
+    H = avg * torch.randn(*V.shape[:-2], k, V.shape[-1], generator=METHOD_RNG).to(V).abs()
+    eps = torch.finfo(V.dtype).eps
+    for _ in range(iters):
+        H = H * (W.transpose(-1, -2) @ V) / (W.transpose(-1, -2) @ W @ H + eps)
+        W = W * (V @ H.transpose(-1, -2)) / (W @ (H @ H.transpose(-1, -2)) + eps)
+    return W, H
+
+def head_after(model:nn.Module, # An `nn.Sequential`, such as a fastai vision learner's `(body, head)`
+               layer:str, # A top-level child's name
+              )->nn.Module|None:
+    "The modules after `layer` of an `nn.Sequential`, as one module; `None` when `layer` is not a top-level child"
+    if not isinstance(model, nn.Sequential) or layer not in dict(model.named_children()): return None
+    names = [n for n, _ in model.named_children()]
+    return nn.Sequential(*list(model.children())[names.index(layer) + 1:])
+
+def deep_features(model:nn.Module, # Any model
+                  x:Tensor, # Input batch
+                  layer:nn.Module|str, # The layer to factorise, as for `cam_maps`
+                  k:int=5, # Concepts per image
+                  head:nn.Module|Callable|None=None, # The model after `layer`; `None`: `head_after`, if it applies
+                  reshape:Callable|None=None, # As for `cam_maps`
+                  iters:int=500, # Multiplicative updates (200 can stop on a plateau)
+                 )->Concepts:
+    "Deep feature factorisation of `layer`'s activation, `k` concepts per image, and their class scores"
+    if not 1 <= k: raise ValueError(f"k is the number of concepts per image, at least 1; got {k}")
+    name, _ = find_layer(model, layer)
+    with inference_state(model), CAMHook(model, layer, 'eigencam', reshape) as hook:
+        with torch.no_grad(): model(x)
+        if hook.act is None: raise RuntimeError(f"Layer {name!r} did not run in the forward pass: pick one it uses")
+        A = hook._laid_out(hook.act.detach())
+        hook.act = None
+    spatial, V = A.shape[2:], A.flatten(2).float()
+    shift = V.amin(-1, keepdim=True)
+    W, H = _nmf(V - shift, k, iters)
+    vectors = (W + shift).transpose(1, 2)  # (bs, k, c)
+    head = head_after(model, name) if head is None else head
+    scores = None
+    if head is not None:
+        with inference_state(model), torch.no_grad():
+            out = head(vectors.flatten(0, 1).to(A.dtype).view(-1, A.shape[1], *[1] * len(spatial)))
+        scores = _first(out).float().softmax(-1).view(len(A), k, -1)
+    return Concepts(H.unflatten(-1, spatial), vectors, scores)
 
 # %% ../nbs/00_core.ipynb #fffff6e6
 def _scores_at(out, t):

@@ -315,6 +315,42 @@ def plot_top_losses(self:CAMInterpretation, k, largest=True, cam:bool=False, **k
     idxs = self.top_losses(None, largest)[1][k] if is_listy(k) or isinstance(k, range) else None
     return self.plot_cam(k=k if idxs is None else len(idxs), largest=largest, idxs=idxs, **kwargs)
 
+# %% ../nbs/02_interpret.ipynb #71b88ec5
+@patch
+def plot_concepts(self:CAMInterpretation,
+                  idxs:list|None=None, # Items of `self.dl`; `None`: the first 4
+                  n_concepts:int=3, # Concepts per item
+                  top_k:int=2, # Classes named per concept
+                  layer=None, # The layer to factorise; `None`: the interpretation's
+                  head:nn.Module|Callable|None=None, # The model after `layer`; `None`: found for a vision learner
+                  figsize:tuple|None=None, # Figure size
+                 )->plt.Figure:
+    "Each item with its concepts, one colour each, and the classes each concept scores; return the figure"
+    if self.model_kind.tokens: raise ValueError("plot_concepts factorises an image layer's activation: this is a text "
+                                                "learner, use plot_cam")
+    idxs = list(range(min(4, len(self.dl.dataset)))) if idxs is None else [int(i) for i in idxs]
+    if not idxs: raise ValueError("Nothing to plot: give a non-empty idxs")
+    name = self._layer_name(layer)
+    if isinstance(name, list): raise ValueError("plot_concepts factorises one layer: pass layer= with one of them")
+    dl = self.learn.dls.test_dl(self.items_at(idxs), with_labels=self.has_labels)
+    x = torch.cat([b[0] for b in dl]).as_subclass(Tensor)
+    found = deep_features(self.learn.model, x, name, n_concepts, head)
+    if found.scores is None:
+        raise ValueError(f"Layer {name!r} is not followed by the model's head alone: pass head= (the modules after it)")
+    colours = torch.tensor(plt.get_cmap('tab10').colors)[torch.arange(n_concepts) % 10]
+    fig, axs = get_grid(len(idxs), figsize=ifnone(figsize, (4 * len(idxs), 4.8)), nrows=1, return_fig=True,
+                        title=f"{n_concepts} concepts @ {name}")
+    for ax, (img, *_), maps, scores in zip(axs, self._decoded_items(idxs), found.maps, found.scores):
+        show_image(img, ax=ax)
+        up = normalize_maps(upsample_maps(maps, img.shape[-2:]))  # (k, H, W)
+        strength, which = up.max(0)
+        ax.imshow(torch.cat([colours[which], 0.6 * strength[..., None]], -1).numpy())
+        p, c = scores.topk(min(top_k, scores.shape[-1]), -1)
+        names = ['\n'.join(f"{self.vocab[int(ci)]} {float(pi):.2f}" for pi, ci in zip(pr, cr)) for pr, cr in zip(p, c)]
+        ax.legend(handles=[plt.matplotlib.patches.Patch(color=colours[j].tolist(), label=names[j])
+                           for j in range(n_concepts)], fontsize=7, loc='lower left')
+    return fig
+
 # %% ../nbs/02_interpret.ipynb #edb5e46c
 @patch
 def _predict_cam(self:Learner, item, target, layer, method, reshape, region=None):
