@@ -21,9 +21,11 @@ SAMPLES = 5  # SS-CAM's and IS-CAM's samples here (35 and 10 by default), the sa
 PGC = {'gradcam': 'GradCAM', 'hirescam': 'HiResCAM', 'gradcam++': 'GradCAMPlusPlus', 'xgradcam': 'XGradCAM',
        'layercam': 'LayerCAM', 'eigencam': 'EigenCAM', 'gradcamelementwise': 'GradCAMElementWise',
        'eigengradcam': 'EigenGradCAM', 'kpcacam': 'KPCA_CAM', 'fem': 'FEM', 'randomcam': 'RandomCAM',
-       'scorecam': 'ScoreCAM', 'ablationcam': 'AblationCAM', 'segeigencam': 'SegEigenCAM'}
+       'scorecam': 'ScoreCAM', 'ablationcam': 'AblationCAM', 'segeigencam': 'SegEigenCAM', 'shapleycam': 'ShapleyCAM',
+       'finercam': 'FinerCAM', 'fullgrad': 'FullGrad', 'refinecam': 'RefineCAM'}
 TORCHCAM = {'cam': 'CAM', 'gradcam': 'GradCAM', 'gradcam++': 'GradCAMpp', 'xgradcam': 'XGradCAM',
-            'layercam': 'LayerCAM', 'scorecam': 'ScoreCAM', 'sscam': 'SSCAM', 'iscam': 'ISCAM'}
+            'layercam': 'LayerCAM', 'scorecam': 'ScoreCAM', 'sscam': 'SSCAM', 'iscam': 'ISCAM',
+            'smoothgradcam++': 'SmoothGradCAMpp'}
 
 def setting(method:str, smoke:bool)->dict:
     "Model, batch and layer of a method's row: resnet34 at 224 px for one pass; resnet18 at 64 px for re-runs"
@@ -53,6 +55,7 @@ def method_fn(lib, method, model, layer, batch_size=64):
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
         cam = getattr(pgc, PGC[method])(model, [mod], **(dict(batch_size=batch_size) if method == 'ablationcam' else {}))
         if method == 'scorecam': cam.batch_size = batch_size  # how pytorch-grad-cam's ScoreCAM takes it
+        if method == 'finercam': return lambda x, t: cam(x, targets=None, target_idx=int(t[0]))  # one class for all
         return lambda x, t: cam(x, [ClassifierOutputTarget(int(c)) for c in t])
     if lib == 'torchcam':
         import torchcam.methods as tc
