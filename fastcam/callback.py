@@ -18,7 +18,7 @@ from typing import Callable, NamedTuple
 
 # %% auto #0
 __all__ = ['MODEL_KINDS', 'TASK_KINDS', 'ModelKind', 'ModelKinds', 'model_kind', 'body_layer', 'mask_codes', 'class_vocab',
-           'TaskKind', 'TaskKinds', 'task_kind', 'class_probs', 'CAMCallback']
+           'TaskKind', 'TaskKinds', 'task_kind', 'class_probs', 'learner_augmentations', 'CAMCallback']
 
 # %% ../nbs/01_callback.ipynb #041a12e8
 @dataclass(frozen=True)
@@ -198,6 +198,20 @@ _TARGETS = "'pred', 'actual', 'all', a class index, or one index per item"
 
 def _is_auto(v)->bool: return isinstance(v, str) and v == 'auto'
 
+def learner_augmentations(learn:Learner)->list|None:
+    """For `smooth='aug'`: the flips `learn` trains with (fastai's `Flip`, `Dihedral`) as `(augment, deaugment)` pairs,
+    the identity first; `None` (fastcam's `AUGMENTATIONS`) when it trains with none"""
+    dl = learn.dls.train
+    names = {type(t).__name__ for p in (getattr(dl, 'after_item', None), getattr(dl, 'after_batch', None))
+             if p is not None for t in p.fs}
+    if names & {'Dihedral', 'DihedralItem'}: flips = [(h, v) for v in (False, True) for h in (False, True)]
+    elif names & {'Flip', 'FlipItem'}: flips = [(False, False), (True, False)]
+    else: return None
+    def flip(h, v):
+        dims = [-1] * h + [-2] * v
+        return (lambda x: x.flip(dims)) if dims else (lambda x: x)
+    return [(flip(h, v), flip(h, v)) for h, v in flips]
+
 @shared_docs
 class CAMCallback(HookCallback):
     "Fill `learn.cam.maps`, `learn.cam.targets` and `learn.cam.item_idxs` during `get_preds`, `validate` and `predict`"
@@ -282,8 +296,9 @@ class CAMCallback(HookCallback):
                                  f"one of {CAM_METHODS}")
             self.layer_name = find_layer(net, kind.embedding(net))[0]  # the maps are over its outputs
             return
-        if rec.reruns and kind.tokens:
-            raise ValueError(f"method={rec.name!r} re-runs the model on an input image (masked, ablated or for its "
+        if (rec.reruns or self._smooths_by_reruns) and kind.tokens:
+            what = f"smooth={self.smooth!r}" if self._smooths_by_reruns else f"method={rec.name!r}"
+            raise ValueError(f"{what} re-runs the model on an input image (masked, ablated, augmented or for its "
                              f"gradient), which a text model does not take: use one of {TOKEN_METHODS} or a gradient "
                              f"method")
         hooked = self.hooked_layer(x)
@@ -298,7 +313,11 @@ class CAMCallback(HookCallback):
                                  f"hook the encoder itself, learn.model[0] (the default)")
         reshape = (self.reshape if self.reshape is not None else self.choice.reshape if _is_auto(self.layer) else
                    kind.layout if self.layer is None else None)
-        self.cam_hook = hook_layers(net, layer, self.method_used, reshape, self.smooth, self.fuse)
+        augs = learner_augmentations(self.learn) if self.smooth == 'aug' else None
+        self.cam_hook = hook_layers(net, layer, self.method_used, reshape, self.smooth, self.fuse, augs)
+
+    @property
+    def _smooths_by_reruns(self)->bool: return self.smooth in ('aug', 'sess')
 
     def _remove(self):  # (also from `HookCallback.__del__`, maybe before `__init__` has set `cam_hook`)
         if getattr(self, 'cam_hook', None) is not None: self.cam_hook.remove()
@@ -336,7 +355,7 @@ class CAMCallback(HookCallback):
         lengths = kind.lengths(net, xb[0]) if kind.tokens else None
         if rec.tokens is not None: maps, t = self._token_maps(kind, rec, pred1, target, xb[0])
         else:  # a method that re-runs the model (Score-CAM) does it on masked copies of this batch, here
-            rerun = dict(x=xb[0].as_subclass(Tensor), model=net) if rec.reruns else {}
+            rerun = dict(x=xb[0].as_subclass(Tensor), model=net) if rec.reruns or self._smooths_by_reruns else {}
             maps, t = self.cam_hook.compute(pred, target, region=region, lengths=lengths, **rerun)
         return maps.float(), t, lengths
 

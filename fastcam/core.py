@@ -14,14 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['METHOD_RNG', 'SMOOTHS', 'FUSES', 'CAM_METHODS', 'TOKEN_METHODS', 'CAM_PARAMS', 'find_layer', 'unwrap_model',
-           'cam_head', 'finer_score', 'CAMMethod', 'MethodNames', 'register_method', 'unregister_method', 'get_method',
-           'inference_state', 'rng_preserved', 'locate_layer', 'resolve_targets', 'gt_masks', 'predicted_region',
-           'class_scores', 'take_items', 'normalize_maps', 'upsample_maps', 'channels_last', 'TokenGrid', 'token_grid',
-           'auto_layout', 'shared_docs', 'explains_several', 'CAMHook', 'CAMHooks', 'hook_layers', 'sscam_weights',
-           'iscam_weights', 'smoothgradcampp_weights', 'ablation_weights', 'guided_relus', 'guided_saliency',
-           'fullgrad_saliency', 'cam_maps', 'Concepts', 'head_after', 'deep_features', 'embedding_attributions',
-           'integrated_gradients', 'token_occlusion']
+__all__ = ['METHOD_RNG', 'SMOOTHS', 'FUSES', 'CAM_METHODS', 'TOKEN_METHODS', 'CAM_PARAMS', 'AUGMENTATIONS', 'find_layer',
+           'unwrap_model', 'cam_head', 'finer_score', 'CAMMethod', 'MethodNames', 'register_method',
+           'unregister_method', 'get_method', 'inference_state', 'rng_preserved', 'locate_layer', 'resolve_targets',
+           'gt_masks', 'predicted_region', 'class_scores', 'take_items', 'normalize_maps', 'upsample_maps',
+           'channels_last', 'TokenGrid', 'token_grid', 'auto_layout', 'shared_docs', 'explains_several', 'CAMHook',
+           'CAMHooks', 'hook_layers', 'sscam_weights', 'iscam_weights', 'smoothgradcampp_weights', 'ablation_weights',
+           'guided_relus', 'guided_saliency', 'fullgrad_saliency', 'cam_maps', 'Concepts', 'head_after',
+           'deep_features', 'embedding_attributions', 'integrated_gradients', 'token_occlusion']
 
 # %% ../nbs/00_core.ipynb #7a87db1e
 def find_layer(model:nn.Module, # The model holding the layer
@@ -128,7 +128,7 @@ def _fem(A, G, W, k:float=2.):
     return (A > th).to(A.dtype).mean(-1, keepdim=True) * A
 
 METHOD_RNG = torch.Generator().manual_seed(0)
-SMOOTHS = (None, 'eigen')
+SMOOTHS = (None, 'eigen', 'aug', 'sess')
 FUSES = ('mean', 'max', 'prod')
 
 def _noise(shape, like:Tensor, std:float=1.)->Tensor:
@@ -506,8 +506,9 @@ CAM_PARAMS = dict(
             "`None`: from the model (`auto_layout`)",
     region="Dense outputs only: the pixels whose logits make a class's score, masks `(bs, H, W)` or boxes `(bs, 4)`",
     fuse="Several layers only: how their scaled maps combine, one of `FUSES`; `None`: the method's own",
-    smooth="`None`, or `'eigen'`: the first principal component of the method's weighted activations instead of their "
-           "sum over channels (pytorch-grad-cam's `eigen_smooth`)",
+    smooth="`None`; `'eigen'`: the first principal component of the method's weighted activations instead of their "
+           "sum over channels (pytorch-grad-cam's `eigen_smooth`); `'aug'`: the mean over augmented copies "
+           "(`aug_smooth`); `'sess'`: SESS's windows over several scales (these two: maps at the input's resolution)",
     batch_size="Inputs per forward pass when a method runs the model again on masked or ablated inputs "
                "(`'scorecam'`, `'sscam'`, `'iscam'`, `'ablationcam'`)",
 )
@@ -530,7 +531,9 @@ def explains_several(t:Tensor|None)->bool:
 class CAMHook:
     "Capture `layer`'s activation in forward passes of `model`, and turn it into maps with `compute`"
     def __init__(self, model:nn.Module, # Any model
-                 layer:nn.Module|str, method:str='gradcam', reshape:Callable|None=None, smooth:str|None=None):
+                 layer:nn.Module|str, method:str='gradcam', reshape:Callable|None=None, smooth:str|None=None,
+                 augmentations:list|None=None, # For `smooth='aug'`: `(augment, deaugment)` pairs; `None`: `AUGMENTATIONS`
+                ):
         self.cam_method, (self.name, self.layer) = get_method(method), find_layer(model, layer)
         if smooth not in SMOOTHS: raise ValueError(f"Unknown smooth={smooth!r}: use one of {SMOOTHS}")
         if self.cam_method.weigh is None:
@@ -542,6 +545,7 @@ class CAMHook:
         self.model, self.reshape, self.smooth = model, reshape, smooth
         self.act, self.layout, self.grad_mode, self.ran, self.paused, self.plain_out = None, None, None, [], False, True
         self.group, self.chain, self.retain, self._leaf = [self], False, False, None  # (several layers: `CAMHooks`)
+        self.augmentations = augmentations
         self.handles = [self.layer.register_forward_hook(self._hook)]
         if self.cam_method.head:  # note what runs after the layer, to check the head
             inner = set(self.layer.modules())
@@ -586,7 +590,7 @@ class CAMHook:
         """Maps `(bs, *spatial)` and the class per item; for `'all'` or a mask of targets, maps `(bs, n_classes,
         *spatial)` (zero where a class is not explained) and the mask (`None` for `'all'`)"""
         rec = self.cam_method
-        if rec.reruns and (x is None or model is None):
+        if (rec.reruns or self.smooth in ('aug', 'sess')) and (x is None or model is None):
             raise ValueError(f"method={rec.name!r} runs the model again on (masked copies of) the input: pass x= (the "
                              f"batch) and model= to compute")
         if self.act is None:
@@ -605,6 +609,9 @@ class CAMHook:
                 maps = _weigh(rec, A, G, W, explains_several(t), lengths, self.smooth)
                 maps = _per_class(maps.detach(), t, scores.shape[1])
                 if rec.pixels is not None: maps = self._paused(rec.pixels, model, x, t, maps, region)
+                if self.smooth in ('aug', 'sess'):
+                    maps = self._paused(_aug_maps if self.smooth == 'aug' else _sess_maps, self, model, x, t,
+                                        batch_size, region)
         finally: torch.set_grad_enabled(self.grad_mode); self._leaf = None
         return (maps.relu() if rec.relu else maps), t
 
@@ -634,11 +641,13 @@ class CAMHook:
         def capture(m, i, o):
             a = o[0] if isinstance(o, tuple) else o
             got.append(a.detach().requires_grad_())
+            torch.set_grad_enabled(True)  # a graph from the layer on only, as in the hooked pass
             return got[-1].clone() if a is o else (got[-1].clone(), *o[1:])
         h = self.layer.register_forward_hook(capture)
         try:
-            with torch.enable_grad(): out = _rows_scores(self.model, x, self.cam_method.name)
+            with torch.no_grad(): out = _rows_scores(self.model, x, self.cam_method.name)
         finally: h.remove()
+        if not got: raise RuntimeError(f"Layer {self.name!r} did not run in the forward pass of the re-run")
         with torch.enable_grad():
             G = _class_grads(out, got[0], t, self._laid_out, self.cam_method.score)
         return self._laid_out(got[0].detach()), G
@@ -683,6 +692,7 @@ class CAMHooks:
     def __init__(self, model:nn.Module, # Any model
                  layers:list, method:str='gradcam', reshape:Callable|None=None, smooth:str|None=None,
                  fuse:str|None=None, # One of `FUSES`; `None`: the method's own (`CAMMethod.fuse`)
+                 augmentations:list|None=None, # As for `CAMHook`
                 ):
         rec = get_method(method)
         self.fuse = rec.fuse if fuse is None else fuse
@@ -690,7 +700,7 @@ class CAMHooks:
         if not len(layers): raise ValueError("layer= is an empty list: give one layer, or several in a list")
         self.hooks = []
         try:
-            for l in layers: self.hooks.append(CAMHook(model, l, method, reshape, smooth))
+            for l in layers: self.hooks.append(CAMHook(model, l, method, reshape, smooth, augmentations))
         except Exception: self.remove(); raise
         for h in self.hooks: h.group, h.chain = self.hooks, True
         self.cam_method, self.name, self.layer = rec, [h.name for h in self.hooks], [h.layer for h in self.hooks]
@@ -736,11 +746,81 @@ def _scaled(m:Tensor, n:int)->Tensor:
 def hook_layers(model:nn.Module, # Any model
                 layer:nn.Module|str|list, method:str='gradcam', reshape:Callable|None=None, smooth:str|None=None,
                 fuse:str|None=None, # Several layers only: one of `FUSES`; `None`: the method's own
+                augmentations:list|None=None, # As for `CAMHook`
                )->CAMHook|CAMHooks:
     "A `CAMHook` on `layer`, or a `CAMHooks` on each layer of a list"
-    if isinstance(layer, (list, tuple)): return CAMHooks(model, list(layer), method, reshape, smooth, fuse)
+    if isinstance(layer, (list, tuple)): return CAMHooks(model, list(layer), method, reshape, smooth, fuse, augmentations)
     if fuse is not None: raise ValueError(f"fuse={fuse!r} combines the maps of several layers: pass layer=[...]")
-    return CAMHook(model, layer, method, reshape, smooth)
+    return CAMHook(model, layer, method, reshape, smooth, augmentations)
+
+# %% ../nbs/00_core.ipynb #52a7262e
+def _hflip(x:Tensor)->Tensor: return x.flip(-1)
+def _same(x:Tensor)->Tensor: return x
+
+AUGMENTATIONS = [(lambda x, f=f, fl=fl: (_hflip if fl else _same)(x * f), _hflip if fl else _same)
+                 for fl in (False, True) for f in (0.9, 1., 1.1)]  # (augment the input, map a map back)
+
+def _inner_maps(hook:CAMHook, model:nn.Module, x:Tensor, t:Tensor|None, batch_size:int)->Tensor:
+    "The hook's method on another batch `x` (same layer, no smoothing), for the targets `t` already resolved"
+    with CAMHook(model, hook.layer, hook.cam_method.name, hook.reshape) as inner:
+        with torch.no_grad(): out = model(x)
+        return inner.compute(out, 'all' if t is None else t, x, model, batch_size)[0]
+
+def _to_input(m:Tensor, size:tuple)->Tensor:
+    "Maps `(bs, [n,] h, w)` upsampled to the input's `size`, each min-max scaled"
+    return _scaled(m if tuple(m.shape[-2:]) == tuple(size) else upsample_maps(m, size), 2)
+
+def _aug_maps(hook:CAMHook, model:nn.Module, x:Tensor, t:Tensor|None, batch_size:int, region=None)->Tensor:
+    "The mean over `hook.augmentations` of each augmented copy's maps, upsampled, scaled and mapped back"
+    if region is not None: raise ValueError("smooth='aug' moves the pixels, and a region= would have to move too: "
+                                            "use smooth='aug' without region=")
+    augs = hook.augmentations if hook.augmentations is not None else AUGMENTATIONS
+    return sum(back(_to_input(_inner_maps(hook, model, aug(x), t, batch_size), x.shape[-2:]))
+               for aug, back in augs) / len(augs)
+
+def _starts(n:int, step:int, win:int)->list:
+    "pytorch-grad-cam's window starts: every `step`, the last one shifted back inside"
+    out = []
+    for s0 in range(0, n, step):
+        if s0 + win >= n: out.append(max(n - win, 0)); break
+        out.append(s0)
+    return out
+
+def _blur(m:Tensor, k:int=11, sigma:float=5.)->Tensor:
+    "A Gaussian blur of maps `(n, H, W)` as OpenCV's `GaussianBlur` (`k`×`k`, reflected border)"
+    g = torch.exp(-(torch.arange(k, dtype=m.dtype, device=m.device) - k // 2) ** 2 / (2 * sigma ** 2)); g = g / g.sum()
+    p = F.pad(m[:, None], (k // 2,) * 4, mode='reflect')
+    return F.conv2d(F.conv2d(p, g.view(1, 1, 1, k)), g.view(1, 1, k, 1))[:, 0]
+
+def _sess_maps(hook:CAMHook, model:nn.Module, x:Tensor, t:Tensor|None, batch_size:int, region=None,
+               n_scales:int=12, step_ratio:float=2 / 7)->Tensor:
+    "SESS: windows of `n_scales` resized copies, each window's scaled map weighed by its class probability, pasted back"
+    if explains_several(t) or region is not None:
+        raise ValueError("smooth='sess' explains one class per item of a classifier: pass one target per item")
+    H, W = x.shape[-2:]
+    win = min(H, W)
+    res = []
+    for xi, ti in zip(x, t):
+        patches, where = [], []
+        for s_ in [win + round(win * step_ratio) * j for j in range(n_scales)]:
+            size = (s_, int(s_ * W / H)) if H <= W else (int(s_ * H / W), s_)  # the shorter side to `s_`
+            xs = F.interpolate(xi[None], size=size, mode='bilinear', align_corners=False, antialias=True)
+            for y0 in _starts(size[0], win, win):
+                for x0 in _starts(size[1], win, win):
+                    patches.append(xs[..., y0:y0 + win, x0:x0 + win]); where.append((y0, x0, size))
+        patches = torch.cat(patches)
+        with torch.no_grad():
+            p = torch.cat([_rows_scores(model, b, 'sess').softmax(-1)[:, ti] for b in patches.split(batch_size)])
+        w = p / p.max() if p.max() > 0 else torch.ones_like(p)
+        maps = torch.cat([_to_input(_inner_maps(hook, model, b, ti.expand(len(b)), batch_size), (win, win))
+                          for b in patches.split(batch_size)]) * w[:, None, None]
+        total, count = x.new_zeros(H, W, dtype=torch.float), x.new_zeros(H, W, dtype=torch.float)
+        for m, (y0, x0, size) in zip(maps, where):
+            canvas = m.new_zeros(size); canvas[y0:y0 + win, x0:x0 + win] = m
+            back = F.interpolate(canvas[None, None], size=(H, W), mode='bilinear', align_corners=False)[0, 0]
+            total += back * (back > 0); count += back > 0
+        res.append(torch.where(count > 0, total / count.clamp_min(1), torch.zeros_like(total)))
+    return _blur(torch.stack(res))
 
 # %% ../nbs/00_core.ipynb #3e8a1c63
 def _explained(t:Tensor)->Tensor:

@@ -247,3 +247,22 @@ def test_several_layers_equal_pytorch_grad_cam():
     refine = pgc.RefineCAM(model, [model.get_submodule(l) for l in ['0', '1']])
     close(normalize_maps(cam_maps(m, x, ['0', '1'], t, 'refinecam')), torch.from_numpy(refine(x, targets)))
     assert not any(mod._forward_hooks for mod in m.modules())
+
+def test_aug_smooth_equals_pytorch_grad_cam(net, small):
+    "pytorch-grad-cam's default augmentations: horizontal flips × brightness 0.9, 1, 1.1"
+    t = torch.tensor([2, 0])
+    model = copy.deepcopy(net)
+    with pgc.GradCAM(model=model, target_layers=[model.get_submodule(LAYER)]) as cam:
+        ref = torch.from_numpy(cam(small, targets=[ClassifierOutputTarget(int(c)) for c in t], aug_smooth=True))
+    close(cam_maps(net, small, LAYER, t, smooth='aug'), ref)  # already at the input's size, each map scaled
+
+def test_sess_equals_pytorch_grad_cam(net):
+    "SESS with its defaults (12 scales, windows of the shorter side, mean fusion, blur) on a non-square input"
+    from pytorch_grad_cam.sess import SESS
+    x = torch.randn(1, 3, 48, 64, generator=torch.Generator().manual_seed(1))
+    t = torch.tensor([2])
+    model = copy.deepcopy(net)
+    ref = torch.from_numpy(SESS(model, [model.get_submodule(LAYER)])(x, [ClassifierOutputTarget(int(c)) for c in t]))
+    close(normalize_maps(cam_maps(net, x, LAYER, t, smooth='sess')), ref)
+    with pytest.raises(ValueError, match='one class per item'): cam_maps(net, x, LAYER, 'all', smooth='sess')
+    assert not any(m._forward_hooks for m in net.modules()) and all(p.grad is None for p in net.parameters())
