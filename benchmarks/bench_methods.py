@@ -124,18 +124,20 @@ def main(smoke=False, device='cpu', repeats=3, out='benchmarks/METHODS.md', only
             row['time'][lib] = paired(call, plain, repeats)
             if mem and (lib == 'fastcam' or not smoke):
                 row['mem'][lib] = measure_mem(lib, method, smoke, device)['peak'] / plain_mem
+        if only: row['again'] = machine(device)
         res[method] = row
         log(f"{method:20s}", {lib: f"{fmt(row['time'][lib])}, mem {row['mem'].get(lib, float('nan')):.2f}×"
                               for lib in row['time']})
     text = {} if only or smoke else text_costs(repeats)  # (a smoke run: the image rows only)
     log('text', {m: fmt(r) for m, r in text.items()})
     if smoke: return log(f"smoke run done in {time.time() - t0:.0f} s")
-    js = Path(out).with_name('methods.json')
+    js, where = Path(out).with_name('methods.json'), machine(device)
     if only:  # re-measured rows replace theirs in the last full run's file; the others stay as they were measured
         old = json.loads(js.read_text())
-        res, text = {**old['methods'], **res}, {**old['text'], **text}
-    js.write_text(json.dumps(dict(device=device, samples=SAMPLES, methods=res, text=text), indent=1) + '\n')
-    write_md(out, res, text, device, repeats, t0, only)
+        res, text, where = {**old['methods'], **res}, {**old['text'], **text}, old['machine']
+    js.write_text(json.dumps(dict(device=device, machine=where, samples=SAMPLES, methods=res, text=text), indent=1)
+                  + '\n')
+    write_md(out, res, text, device, repeats, t0, where)
     log(f"wrote {out} in {time.time() - t0:.0f} s")
 
 def text_costs(repeats):
@@ -151,9 +153,14 @@ def text_costs(repeats):
 
 def fmt(r): return f"{r:.2f}×" if isinstance(r, float) else _fmt(r)  # a median alone, or (min, median, max)
 
-def write_md(out, res, text, device, repeats, t0, only=None):
+def machine(device):
+    "The processor (or GPU) the rows are measured on"
+    if device != 'cpu': return torch.cuda.get_device_name()
     cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')),
                platform.processor())
+    return f"{cpu}, {os.cpu_count()} cores, `torch.set_num_threads({THREADS})`"
+
+def write_md(out, res, text, device, repeats, t0, where):
     import importlib.metadata as md
     L = ["# Every method, next to the peers", "",
          "Reproduce with `make bench` (`python benchmarks/bench_methods.py`). Each row: time of one batch of maps ÷ a "
@@ -161,8 +168,7 @@ def write_md(out, res, text, device, repeats, t0, only=None):
          "min–max in brackets), and the peak memory of the pass ÷ that of a plain forward, each in a process of its "
          "own. The peers are given the same model, layer, batch and class, and the same `batch_size` of masked inputs.",
          "",
-         f"- Device: {device}" + (f" ({cpu}, {os.cpu_count()} cores, `torch.set_num_threads({THREADS})`)" if device ==
-                                  'cpu' else f" ({torch.cuda.get_device_name()})"),
+         f"- Device: {device} ({where})",
          f"- torch {torch.__version__}, grad-cam {md.version('grad-cam')}, torchcam {md.version('torchcam')}",
          "- One-pass methods: fastai `create_vision_model(resnet34, 2, pretrained=False)` with a pool → linear head, "
          "bs 8, 224 px, at `model[0]`. Methods that re-run the model (Score-CAM, SS-CAM, IS-CAM, Ablation-CAM): "
@@ -181,8 +187,9 @@ def write_md(out, res, text, device, repeats, t0, only=None):
           "gradients uses 4 Gauss-Legendre points (8 midpoints before: 19×).", "",
           "| method | time ÷ get_preds |", "|---|---|"]
     L += [f"| `{m}` | {fmt(r)} |" for m, r in text.items()]
-    if only: L += ["", f"The rows of {', '.join(f'`{m}`' for m in only)} were measured again, on their own, after a "
-                       "change to them (`--only`); the others come from the last full run.", ""]
+    again = {m: r['again'] for m, r in res.items() if 'again' in r}
+    if again: L += ["", "Measured again on their own after a change to them (`--only`), the others coming from the last "
+                    "full run: " + '; '.join(f"`{m}` on {w}" for m, w in again.items()) + ".", ""]
     L += ["", f"Run time: {time.time() - t0:.0f} s.", ""]
     Path(out).write_text('\n'.join(L))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect, math, random, numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from contextlib import contextmanager
+from functools import partial
 from typing import Callable
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -1102,10 +1103,15 @@ def _bias_of(m:nn.Module)->Tensor:
     if isinstance(m, nn.BatchNorm2d): return m.bias - m.running_mean * m.weight / torch.sqrt(m.running_var + m.eps)
     return m.bias
 
-def _channels_scaled(t:Tensor)->Tensor:
-    "Each channel of `(..., h, w)` to `[0, 1]` as pytorch-grad-cam's `scale_cam_image`: `(t - min) / (max + 1e-7)`"
-    t = t - t.flatten(-2).amin(-1)[..., None, None]
-    return t / (t.flatten(-2).amax(-1)[..., None, None] + 1e-7)
+def _channels_scaled_(t:Tensor)->Tensor:
+    "Each channel of `(..., h, w)` to `[0, 1]` in place, as pytorch-grad-cam's `scale_cam_image`: `(t-min) / (max+1e-7)`"
+    t.sub_(t.flatten(-2).amin(-1)[..., None, None])
+    return t.div_(t.flatten(-2).amax(-1)[..., None, None] + 1e-7)
+
+def _chain(model:nn.Module)->list|None:
+    "The modules a plain `nn.Sequential` runs in turn, nested ones flattened; `None` for any other model"
+    if not isinstance(model, nn.Sequential) or type(model).forward is not nn.Sequential.forward: return None
+    return [leaf for m in model for leaf in (_chain(m) or [m])]
 
 def fullgrad_saliency(model:nn.Module, # A CNN with `nn.Conv2d`/`nn.BatchNorm2d` biases
                       x:Tensor, # Input batch `(bs, C, H, W)`
@@ -1116,27 +1122,41 @@ def fullgrad_saliency(model:nn.Module, # A CNN with `nn.Conv2d`/`nn.BatchNorm2d`
     layers = [m for m in model.modules() if type(m) in (nn.Conv2d, nn.BatchNorm2d) and m.bias is not None]
     if not layers: raise ValueError(f"FullGrad sums the bias-gradients of nn.Conv2d and nn.BatchNorm2d layers, and this "
                                     f"{type(model).__name__} has none with a bias: use a gradient method such as 'gradcam'")
-    ran = []
-    def keep(m, i, o): ran.append((m, o)); return o.clone()  # an in-place op after the layer must not change o
-    xi = x.detach().clone().requires_grad_()
-    hs = [m.register_forward_hook(keep) for m in layers]
+    chain, keep, big, h = _chain(model) or [model], {0: x}, [], x
+    with inference_state(model), torch.no_grad():  # checkpoints: the inputs no larger than twice the batch's
+        for i, m in enumerate(chain):
+            if i and isinstance(h, Tensor) and h.numel() <= 2 * x.numel(): keep[i] = h.clone()  # (m may work in place)
+            h = m(h); big.append(h.numel() // len(x) if isinstance(h, Tensor) else 1)
+    n_classes = class_scores(_first(h), region).shape[1]
+    del h
+    cols = [None] if not explains_several(t) else (torch.arange(n_classes) if t is None else _explained(t)).tolist()
+    sal, starts, j, rows, g = x.new_zeros(len(x), len(cols), *x.shape[-2:]), sorted(keep), 0, slice(None), None
+    def reduce(b, g): sal[rows, j] += upsample_maps(_channels_scaled_((g * b).abs_()).sum(1), x.shape[-2:])
+    def on_grad(m, i, o):  # a bias layer's output gradient, reduced as soon as it is known
+        if o.requires_grad: o.register_hook(partial(reduce, _bias_of(m).detach()[:, None, None]))
+    hs = [m.register_forward_hook(on_grad) for m in layers]
     try:
-        with inference_state(model), torch.enable_grad(): scores = class_scores(_first(model(xi)), region)
+        with inference_state(model):
+            for j, c in enumerate(cols):
+                for s, e in reversed(list(zip(starts, starts[1:] + [len(chain)]))):  # back, a segment at a time
+                    a, n, gs = keep[s], max(1, x.numel() // max(big[s:e])), []  # n items: activations ≤ the batch
+                    if j == len(cols) - 1: del keep[s]
+                    for rows in (slice(k, k + n) for k in range(0, len(x), n)):
+                        xi = a[rows].detach().requires_grad_()
+                        with torch.enable_grad():
+                            o = xi.clone()  # (a first op in place must not change a leaf)
+                            for m in chain[s:e]: o = m(o)
+                            if e == len(chain):
+                                sc = class_scores(_first(o), None if region is None else region[rows])
+                                o, g_o = (sc.gather(1, t[rows, None]) if c is None else sc[:, c]).sum(), None
+                            else: g_o = g[rows]
+                            gs.append(torch.autograd.grad(o, xi, g_o)[0])
+                    g = torch.cat(gs)
+                rows = slice(None)
+                sal[:, j] += _channels_scaled_((g * x).abs_()).sum(1)
     finally:
         for h in hs: h.remove()
-    biases, outs = [_bias_of(m).detach()[:, None, None] for m, _ in ran], [o for _, o in ran]
-    cols = ([None] if not explains_several(t) else
-            (torch.arange(scores.shape[1]) if t is None else _explained(t)).tolist())
-    sal = []
-    with torch.enable_grad():
-        for j, c in enumerate(cols):
-            y = scores.gather(1, t[:, None]).sum() if c is None else scores[:, c].sum()
-            gx, *gs = torch.autograd.grad(y, [xi] + outs, retain_graph=j < len(cols) - 1)
-            s = _channels_scaled((gx * xi).abs().detach()).sum(1)
-            for b, g in zip(biases, gs): s = s + upsample_maps(_channels_scaled((b * g).abs()).sum(1), x.shape[-2:])
-            sal.append(s)
-    if cols[0] is None: return sal[0]
-    return _per_class(torch.stack(sal, 1), t, scores.shape[1])
+    return sal[:, 0] if cols[0] is None else _per_class(sal, t, n_classes)
 
 def _first(out): return out[0] if isinstance(out, (tuple, list)) else out
 

@@ -180,9 +180,16 @@ def test_shapleycam_equals_pytorch_grad_cam():
     assert (ours - ours_like_pgc(net, x, 'gradcam', t)).abs().amax() > 0.01
     assert all(p.grad is None for p in net.parameters())
 
-def test_fullgrad_equals_pytorch_grad_cam(net, x):
+class Wrapped(torch.nn.Module):
+    "Not an `nn.Sequential`: FullGrad keeps its whole graph instead of going back a segment at a time"
+    def __init__(self, m): super().__init__(); self.m = m
+    def forward(self, x): return self.m(x)
+
+@pytest.mark.parametrize('wrapped', [False, True])
+def test_fullgrad_equals_pytorch_grad_cam(net, x, wrapped):
     t = torch.tensor([0, 2])
-    ours = normalize_maps(cam_maps(net, x, LAYER, t, 'fullgrad'))  # already at the input's resolution
+    model = Wrapped(net) if wrapped else net
+    ours = normalize_maps(cam_maps(model, x, 'm.' + LAYER if wrapped else LAYER, t, 'fullgrad'))  # at the input's size
     close(ours, theirs(pgc.FullGrad, net, x, t))
     assert all(p.grad is None for p in net.parameters()) and not any(m._forward_hooks for m in net.modules())
 
