@@ -33,6 +33,7 @@ class ModelKind:
     lengths:Callable|None=None # (model, x) -> real tokens per item, if its inputs are padded sequences
     chunked:Callable|None=None # model -> (the module that runs once per chunk of a long input, the chunk length)
     candidates:Callable|None=None # model -> the layers `layer='auto'` compares (`None`: the default layer only)
+    attention:bool=False # Its attention methods apply (`ATTENTION_METHODS`, over the blocks of a ViT)
 
     @property
     def tokens(self)->bool:
@@ -40,9 +41,10 @@ class ModelKind:
         return self.lengths is not None
 
 # %% ../nbs/01_callback.ipynb #9b3e51d7
-def _vit(model:nn.Module)->nn.Module|None:
-    "The timm ViT-family model (a patch grid, prefix tokens, `blocks`) inside `model`, if any"
-    return next((m for m in model.modules() if token_grid(m) is not None and len(getattr(m, 'blocks', ()))), None)
+def _vit_norms(model:nn.Module)->list:
+    "The first norm of each block of the ViT inside `model` (`VIT_ZOOS`)"
+    zoo, vit = find_vit(model)
+    return [zoo.norm(b) for b in zoo.blocks(vit)]
 
 def _is_body_head(m:nn.Module)->bool:
     "A fastai `vision_learner` model: a body, then a head that starts by pooling (`create_head`, `cam_head`)"
@@ -74,8 +76,8 @@ class ModelKinds(NamedTuple):
 MODEL_KINDS = ModelKinds(
     # The last block's first norm: with class-token pooling the *output* of the last block reaches the logits through
     # the class token only, so its patch tokens get exactly zero gradient; the norm's output feeds attention over all.
-    ModelKind('vit', lambda m: _vit(m) is not None, lambda m, x: _vit(m).blocks[-1].norm1,
-              candidates=lambda m: [b.norm1 for b in _vit(m).blocks[-3:]]),
+    ModelKind('vit', lambda m: find_vit(m) is not None, lambda m, x: _vit_norms(m)[-1],
+              candidates=lambda m: _vit_norms(m)[-3:], attention=True),
     # A U-Net's last decoder block: measured (`05_shapes`) to point at the class's region where the encoder does not
     ModelKind('unet', lambda m: isinstance(m, DynamicUnet), lambda m, x: (_unet_blocks(m) or [m[0]])[-1],
               candidates=lambda m: [m[0], *_unet_blocks(m)]),
@@ -301,7 +303,7 @@ class CAMCallback(HookCallback):
             raise ValueError(f"{what} re-runs the model on an input image (masked, ablated, augmented or for its "
                              f"gradient), which a text model does not take: use one of {TOKEN_METHODS} or a gradient "
                              f"method")
-        hooked = self.hooked_layer(x)
+        hooked = vit_blocks(net) if rec.attention is not None and self.layer is None else self.hooked_layer(x)
         found = [find_layer(net, l) for l in (hooked if isinstance(hooked, (list, tuple)) else [hooked])]
         self.layer_name = [n for n, _ in found] if isinstance(hooked, (list, tuple)) else found[0][0]
         layer = [m for _, m in found] if isinstance(hooked, (list, tuple)) else found[0][1]

@@ -10,19 +10,21 @@ import inspect, math, random, numpy as np, torch, torch.nn as nn, torch.nn.funct
 from torch import Tensor
 from contextlib import contextmanager
 from functools import partial
-from typing import Callable
+from typing import Callable, NamedTuple
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['METHOD_RNG', 'SMOOTHS', 'FUSES', 'CAM_METHODS', 'TOKEN_METHODS', 'CAM_PARAMS', 'AUGMENTATIONS', 'find_layer',
-           'unwrap_model', 'cam_head', 'finer_score', 'CAMMethod', 'MethodNames', 'register_method',
-           'unregister_method', 'get_method', 'inference_state', 'rng_preserved', 'locate_layer', 'resolve_targets',
-           'gt_masks', 'predicted_region', 'class_scores', 'take_items', 'normalize_maps', 'upsample_maps',
-           'channels_last', 'TokenGrid', 'token_grid', 'auto_layout', 'shared_docs', 'explains_several', 'CAMHook',
-           'CAMHooks', 'hook_layers', 'sscam_weights', 'iscam_weights', 'smoothgradcampp_weights', 'ablation_weights',
-           'guided_relus', 'guided_saliency', 'fullgrad_saliency', 'cam_maps', 'Concepts', 'head_after',
-           'deep_features', 'embedding_attributions', 'integrated_gradients', 'token_occlusion']
+__all__ = ['METHOD_RNG', 'SMOOTHS', 'FUSES', 'CAM_METHODS', 'ATTENTION_METHODS', 'TOKEN_METHODS', 'CAM_PARAMS', 'AUGMENTATIONS',
+           'VIT_ZOOS', 'find_layer', 'unwrap_model', 'cam_head', 'finer_score', 'CAMMethod', 'MethodNames',
+           'register_method', 'unregister_method', 'get_method', 'inference_state', 'rng_preserved', 'locate_layer',
+           'resolve_targets', 'gt_masks', 'predicted_region', 'class_scores', 'take_items', 'normalize_maps',
+           'upsample_maps', 'channels_last', 'TokenGrid', 'token_grid', 'auto_layout', 'shared_docs',
+           'explains_several', 'CAMHook', 'CAMHooks', 'hook_layers', 'sscam_weights', 'iscam_weights',
+           'smoothgradcampp_weights', 'ablation_weights', 'guided_relus', 'guided_saliency', 'fullgrad_saliency',
+           'ViTZoo', 'find_vit', 'vit_zoo', 'vit_blocks', 'rollout_map', 'gradrollout_map', 'legrad_map',
+           'AttentionHook', 'cam_maps', 'Concepts', 'head_after', 'deep_features', 'embedding_attributions',
+           'integrated_gradients', 'token_occlusion']
 
 # %% ../nbs/00_core.ipynb #7a87db1e
 def find_layer(model:nn.Module, # The model holding the layer
@@ -165,6 +167,8 @@ class CAMMethod:
     head:bool=False # Needs `W`, the weights of a pool → linear head (plain CAM)
     rerun:Callable|None=None # `(model, x, A, t, batch_size, hook) -> W`: runs the model again on masked inputs
     tokens:Callable|None=None # `(model, x, embedding, t, lengths) -> (bs, L)`: passes over tokens, not a hook
+    attention:Callable|None=None # `(probs, grads, n_prefix) -> (bs, n_patches)`: from a ViT's attention, not a hook
+    blockwise:bool=False # With `attention`: `grads` of the class score of each block's own tokens (LeGrad)
     relu:bool=True # A ReLU ends the map
     fuse:str='mean' # How its maps of several layers combine (`layer=[...]`): one of `FUSES`
     pixels:Callable|None=None # `(model, x, t, maps, region) -> (bs, [n,] H, W)`: maps at the input's resolution
@@ -189,7 +193,8 @@ class MethodNames(Sequence):
     def __radd__(self, o): return tuple(o) + self._names()
     def __repr__(self): return repr(self._names())
 
-CAM_METHODS = MethodNames(lambda m: m.tokens is None)  # methods that hook a layer
+CAM_METHODS = MethodNames(lambda m: m.tokens is None and m.attention is None)  # methods that hook a layer
+ATTENTION_METHODS = MethodNames(lambda m: m.attention is not None)  # methods over a ViT's attention probabilities
 TOKEN_METHODS = MethodNames(lambda m: m.tokens is not None)  # methods that pass over a text model's tokens
 
 def register_method(method:CAMMethod, # The method's record
@@ -198,9 +203,11 @@ def register_method(method:CAMMethod, # The method's record
     "Add `method` to the registry, so that every `method=` of fastcam takes its name"
     if not isinstance(method, CAMMethod):
         raise TypeError(f"register_method takes a CAMMethod(name, weigh=...), not {type(method).__name__}")
-    if (method.weigh is None) == (method.tokens is None) or not callable(method.weigh or method.tokens):
-        raise ValueError(f"Method {method.name!r} needs exactly one of weigh= (a function (A, G, W) -> maps) or "
-                         f"tokens= (a function (model, x, embedding, t, lengths) -> maps)")
+    given = [f for f in (method.weigh, method.tokens, method.attention) if f is not None]
+    if len(given) != 1 or not callable(given[0]):
+        raise ValueError(f"Method {method.name!r} needs exactly one of weigh= (a function (A, G, W) -> maps), "
+                         f"tokens= (a function (model, x, embedding, t, lengths) -> maps) or attention= (a function "
+                         f"(probs, grads, n_prefix) -> maps)")
     if method.name in _METHODS and not replace:
         raise ValueError(f"A method {method.name!r} is registered already: pass replace=True, or choose a new name")
     _METHODS[method.name] = method
@@ -214,7 +221,8 @@ def unregister_method(name:str):
 def get_method(name:str)->CAMMethod:
     "The record of the method called `name`, else a `ValueError` listing the registered ones"
     if name not in _METHODS:
-        raise ValueError(f"Unknown method {name!r}; choose one of {CAM_METHODS}, or for text models {TOKEN_METHODS}")
+        raise ValueError(f"Unknown method {name!r}; choose one of {CAM_METHODS}, for text models {TOKEN_METHODS}, or "
+                         f"for vision transformers {ATTENTION_METHODS}")
     return _METHODS[name]
 
 for _m in (
@@ -537,6 +545,9 @@ class CAMHook:
                 ):
         self.cam_method, (self.name, self.layer) = get_method(method), find_layer(model, layer)
         if smooth not in SMOOTHS: raise ValueError(f"Unknown smooth={smooth!r}: use one of {SMOOTHS}")
+        if self.cam_method.attention is not None:
+            raise ValueError(f"method={method!r} reads a vision transformer's attention, not one layer: use "
+                             f"AttentionHook(model, blocks, {method!r}), hook_layers or cam_maps")
         if self.cam_method.weigh is None:
             raise ValueError(f"method={method!r} passes over a text model's tokens instead of hooking a layer: use "
                              f"CAMCallback(method={method!r}), or one of {CAM_METHODS} here")
@@ -749,7 +760,12 @@ def hook_layers(model:nn.Module, # Any model
                 fuse:str|None=None, # Several layers only: one of `FUSES`; `None`: the method's own
                 augmentations:list|None=None, # As for `CAMHook`
                )->CAMHook|CAMHooks:
-    "A `CAMHook` on `layer`, or a `CAMHooks` on each layer of a list"
+    "A `CAMHook` on `layer`, or a `CAMHooks` on each layer of a list; an `AttentionHook` on blocks for attention methods"
+    if get_method(method).attention is not None:
+        if smooth is not None or fuse is not None or reshape is not None:
+            raise ValueError(f"method={method!r} reads the attention of a ViT's blocks, which takes no smooth=, fuse= "
+                             f"or reshape=: leave them out")
+        return AttentionHook(model, layer, method)
     if isinstance(layer, (list, tuple)): return CAMHooks(model, list(layer), method, reshape, smooth, fuse, augmentations)
     if fuse is not None: raise ValueError(f"fuse={fuse!r} combines the maps of several layers: pass layer=[...]")
     return CAMHook(model, layer, method, reshape, smooth, augmentations)
@@ -1164,6 +1180,205 @@ register_method(CAMMethod('fullgrad', lambda A, G, W: A.sum(-2), grads=False, re
     pixels=lambda model, x, t, maps, region: fullgrad_saliency(model, x, t, region),
         cite="Srinivas & Fleuret, "
              "Full-Gradient Representation for Neural Network Visualization, NeurIPS 2019 (the layer is not used)"))
+
+# %% ../nbs/00_core.ipynb #7a1e0002
+def _timm_probs(attn:nn.Module, args:tuple, kwargs:dict)->tuple[Tensor, Tensor]:
+    "A timm attention module run again without fused attention: its probabilities `(bs, heads, N, N)` and its output"
+    got, fused = [], attn.fused_attn
+    h = attn.attn_drop.register_forward_hook(lambda m, i, o: got.append(o))
+    try:
+        attn.fused_attn = False
+        out = attn.forward(*args, **kwargs)
+    finally: attn.fused_attn = fused; h.remove()
+    return got[0], out
+
+def _mha_probs(attn:nn.Module, args:tuple, kwargs:dict)->tuple[Tensor, Tensor]:
+    "A batch-first `nn.MultiheadAttention` over one sequence: its probabilities, and its output written from them"
+    x = args[0] if args else kwargs['query']
+    if not attn.batch_first or attn.in_proj_weight is None or attn.bias_k is not None:
+        raise ValueError("Attention methods need batch-first nn.MultiheadAttention with one in_proj_weight, as "
+                         "torchvision's VisionTransformer has")
+    _, P = attn.forward(x, x, x, need_weights=True, average_attn_weights=False)
+    d, (bs, n, _) = attn.embed_dim, x.shape
+    b = None if attn.in_proj_bias is None else attn.in_proj_bias[2 * d:]
+    v = F.linear(x, attn.in_proj_weight[2 * d:], b).unflatten(-1, (attn.num_heads, -1)).transpose(1, 2)
+    return P, attn.out_proj((P @ v).transpose(1, 2).reshape(bs, n, d))
+
+class ViTZoo(NamedTuple):
+    "What differs between the ViT families that attention methods read"
+    name:str
+    match:Callable # `module -> bool`: the ViT itself
+    blocks:Callable # `vit ->` the module holding its blocks, in order
+    attention:Callable # `block ->` its attention module
+    norm:Callable # `block ->` its first norm, whose output feeds attention over every token (layer methods' default)
+    probs:Callable # `(attention, args, kwargs) -> (probs, output)`: the attention run again, unfused
+    grid:Callable # `vit -> TokenGrid`: prefix tokens and patch grid
+    head:Callable # `vit -> (tokens -> logits)`: LeGrad's class score of a block's tokens
+
+VIT_ZOOS = [
+    ViTZoo('timm', lambda m: token_grid(m) is not None and isinstance(getattr(m, 'blocks', None), nn.Module)
+                             and len(m.blocks) and all(hasattr(getattr(b, 'attn', None), 'fused_attn') for b in m.blocks),
+           lambda v: v.blocks, lambda b: b.attn, lambda b: b.norm1, _timm_probs, token_grid,
+           lambda v: lambda t: v.head(v.head_drop(v.fc_norm(v.norm(t.mean(1)))))),
+    ViTZoo('torchvision', lambda m: all(hasattr(m, a) for a in ('encoder', 'heads', 'patch_size', 'image_size')),
+           lambda v: v.encoder.layers, lambda b: b.self_attention, lambda b: b.ln_1, _mha_probs,
+           lambda v: TokenGrid(1, (v.image_size // v.patch_size,) * 2),
+           lambda v: lambda t: v.heads(v.encoder.ln(t.mean(1)))),  # (torchcam's LeGrad: tokens averaged, then the norm)
+]
+
+def find_vit(model:nn.Module)->tuple[ViTZoo, nn.Module]|None:
+    "The row of `VIT_ZOOS` of the first ViT inside `model`, and that ViT; `None` if there is none"
+    return next(((z, m) for m in model.modules() for z in VIT_ZOOS if z.match(m)), None)
+
+def vit_zoo(model:nn.Module)->tuple[ViTZoo, nn.Module]:
+    "`find_vit`, or a `ValueError` that says which models attention methods take"
+    found = find_vit(model)
+    if found is not None: return found
+    raise ValueError(f"Attention methods need a vision transformer with global attention over tokens (a timm ViT, "
+                     f"DeiT, EVA or BEiT; torchvision's VisionTransformer), and this {type(model).__name__} has none "
+                     f"(windowed attention, as in Swin, has no token-to-token map): use a layer method such as "
+                     f"'gradcam'")
+
+def vit_blocks(model:nn.Module)->list:
+    "The blocks of the ViT inside `model`, in order: what attention methods read by default"
+    zoo, vit = vit_zoo(model)
+    return list(zoo.blocks(vit))
+
+# %% ../nbs/00_core.ipynb #7a1e0003
+def _rows(R:Tensor, n_prefix:int)->Tensor:
+    "The relevance of the patch tokens `(bs, n_patches)` to the prefix tokens (their mean), or to every token"
+    return (R[:, :n_prefix] if n_prefix else R).mean(1)[:, n_prefix:]
+
+def rollout_map(probs:list, # Attention probabilities `(bs, heads, N, N)` of each block, in order
+                grads:list|None=None, n_prefix:int=1)->Tensor:
+    "Attention rollout: heads averaged, the identity added, rows normalised, the product over blocks"
+    R = None
+    for P in probs:
+        A = P.mean(1) + torch.eye(P.shape[-1], device=P.device, dtype=P.dtype)
+        A = A / A.sum(-1, keepdim=True)
+        R = A if R is None else A @ R
+    return _rows(R, n_prefix)
+
+def gradrollout_map(probs:list, grads:list, n_prefix:int=1)->Tensor:
+    "Chefer et al.'s rule: `R = I`, then `R += E_h[(∇A ⊙ A)⁺] · R` for each block in order"
+    R = torch.eye(probs[0].shape[-1], device=probs[0].device, dtype=probs[0].dtype).expand(len(probs[0]), -1, -1)
+    for P, G in zip(probs, grads): R = R + (G * P).clamp_min(0).mean(1) @ R
+    return _rows(R, n_prefix)
+
+def legrad_map(probs:list, grads:list, n_prefix:int=1)->Tensor:
+    "LeGrad: each block's positive gradients of its own class score, averaged over heads and queries, then blocks"
+    return torch.stack([G.clamp_min(0).mean((1, 2))[:, n_prefix:] for G in grads]).mean(0)
+
+for _m in (
+    CAMMethod('rollout', attention=rollout_map, grads=False, family='attention',
+        cite="Abnar & Zuidema, Quantifying Attention Flow in Transformers, ACL 2020 (class-free)"),
+    CAMMethod('gradrollout', attention=gradrollout_map, family='attention',
+        cite="Chefer, Gur & Wolf, Generic Attention-model Explainability for Interpreting Bi-Modal and "
+             "Encoder-Decoder Transformers, ICCV 2021"),
+    CAMMethod('legrad', attention=legrad_map, blockwise=True, family='attention',
+        cite="Bousselham et al., LeGrad: An Explainability Method for Vision Transformers via Feature Formation "
+             "Sensitivity, ICCV 2025 (as torchcam's: each block's tokens averaged, then the final norm and head)")):
+    register_method(_m)
+
+# %% ../nbs/00_core.ipynb #7a1e0004
+class AttentionHook:
+    "Capture the attention probabilities of a ViT's blocks in forward passes, and turn them into maps with `compute`"
+    def __init__(self, model:nn.Module, # A ViT, or a model with one inside (a fastai `vision_learner`'s)
+                 layer:nn.Module|str|list|None=None, # A block, a list of them, or the module holding all; `None`: all
+                 method:str='rollout', # One of `ATTENTION_METHODS`
+                ):
+        self.cam_method = rec = get_method(method)
+        if rec.attention is None: raise ValueError(f"AttentionHook takes one of {ATTENTION_METHODS}, not {method!r}")
+        self.model, (self.zoo, self.vit) = model, vit_zoo(model)
+        holder = self.zoo.blocks(self.vit)
+        every = list(holder)
+        given = every if layer is None else [find_layer(model, l)[1] for l in
+                                             (layer if isinstance(layer, (list, tuple)) else [layer])]
+        given = [b for g in given for b in (every if g is holder else [g])]
+        if not given or any(all(b is not e for e in every) for b in given):
+            names = [find_layer(model, e)[0] for e in every]
+            raise ValueError(f"method={method!r} takes blocks of the ViT ({names[0]} … {names[-1]}), one or a list; "
+                             f"got {[type(b).__name__ for b in given]}")
+        self.blocks = [e for e in every if any(e is b for b in given)]  # in the order they run
+        self.name, self.grid = [find_layer(model, b)[0] for b in self.blocks], self.zoo.grid(self.vit)
+        self.probs, self.outs, self.grad_mode, self.paused = [], [], None, False
+        self.handles = [self.blocks[0].register_forward_pre_hook(self._start)]
+        for b in self.blocks:
+            a = self.zoo.attention(b)
+            self.handles += [a.register_forward_pre_hook(self._attending), a.register_forward_hook(self._attended,
+                                                                                                   with_kwargs=True)]
+            if rec.blockwise: self.handles += [b.register_forward_pre_hook(self._cut), b.register_forward_hook(self._out)]
+
+    def _start(self, m, args):
+        if self.paused: return
+        self.probs, self.outs, self.grad_mode = [], [], torch.is_grad_enabled()
+        if self.cam_method.grads: torch.set_grad_enabled(True)  # record the graph from the first block on only
+        if not self.cam_method.blockwise: return (args[0].detach(), *args[1:])
+
+    def _cut(self, m, args):  # LeGrad: each block's score depends on its own attention only
+        if not self.paused: return (args[0].detach(), *args[1:])
+
+    def _out(self, m, i, o):
+        if not self.paused: self.outs.append(o)
+
+    def _attending(self, m, args):  # the fused attention runs as in plain inference: no graph, the same kernels
+        if not self.paused: self._mode = torch.is_grad_enabled(); torch.set_grad_enabled(False)
+
+    def _attended(self, m, args, kwargs, out):
+        if self.paused: return
+        torch.set_grad_enabled(self._mode)
+        P, mine = self.zoo.probs(m, args, kwargs)
+        self.probs.append(P if self.cam_method.grads else P.detach())
+        if not self.cam_method.grads: return
+        first = out[0] if isinstance(out, tuple) else out
+        same = first.detach() + (mine - mine.detach())  # the fused value, bit for bit; the gradient through `P`
+        return (same, *out[1:]) if isinstance(out, tuple) else same
+
+    def _head(self)->Callable:
+        "LeGrad's class score of a block's tokens: the ViT's head, then whatever follows the ViT in the model"
+        head = self.zoo.head(self.vit)
+        if self.model is self.vit: return head
+        m = self.model
+        if isinstance(m, nn.Sequential) and len(m) > 1 and any(s is self.vit for s in m[0].modules()):
+            return lambda t: m[1:](head(t))
+        raise ValueError(f"LeGrad scores each block's tokens with the model's head, and in this "
+                         f"{type(self.model).__name__} the ViT is not followed by one: pass the ViT itself, or a "
+                         f"fastai vision_learner's model")
+
+    def compute(self, out:Tensor, target:str|int|list|Tensor='pred', x:Tensor|None=None,
+                model:nn.Module|None=None, batch_size:int=64, region:Tensor|None=None,
+                lengths:Tensor|None=None)->tuple[Tensor, Tensor|None]:
+        "Maps `(bs, h, w)` over the patch grid and the class per item, as `CAMHook.compute` (`x`, `model`: unused)"
+        rec, n = self.cam_method, self.grid.n_prefix
+        probs, outs, self.probs, self.outs = self.probs, self.outs, [], []
+        if len(probs) != len(self.blocks):
+            raise RuntimeError(f"The blocks {self.name} did not each run once in the forward pass: call compute after "
+                               f"one forward of the model")
+        try:
+            with torch.enable_grad():
+                scores = class_scores(_first(out), region)
+                t = resolve_targets(target, scores)
+                cols = ([None] if not explains_several(t) else
+                        (torch.arange(scores.shape[1]) if t is None else _explained(t)).tolist())
+                pick = lambda s, c: (s.gather(1, t[:, None]) if c is None else s[:, c]).sum()
+                head = self._head() if rec.blockwise else None
+                maps = []
+                for j, c in enumerate(cols if rec.grads else cols[:1]):
+                    y = sum(pick(head(o), c) for o in outs) if rec.blockwise else pick(scores, c)
+                    grads = torch.autograd.grad(y, probs, retain_graph=j < len(cols) - 1) if rec.grads else None
+                    maps.append(rec.attention(probs, grads, n).detach().unflatten(1, self.grid.grid))
+        finally:
+            if rec.grads and self.grad_mode is not None: torch.set_grad_enabled(self.grad_mode)  # (as `_start` found it)
+        maps = torch.stack(maps, 1) if cols[0] is not None else maps[0]
+        maps = _per_class(maps, t, scores.shape[1])
+        return (maps.relu() if rec.relu else maps), t
+
+    def remove(self):
+        for h in self.handles: h.remove()
+        self.handles, self.probs, self.outs = [], [], []
+
+    def __enter__(self): return self
+    def __exit__(self, *args): self.remove()
 
 # %% ../nbs/00_core.ipynb #85d6885c
 @shared_docs

@@ -49,7 +49,8 @@ def _maps_of(kind, x, method:str, layer:str, reshape, batch_size:int)->Callable:
 
 def _candidates(net:nn.Module, methods, layers, layouts:dict)->list:
     """`(method, layer name, layout)` of each method × layer (`layouts`: `{name: layout}` where one is needed); a method
-    over tokens is one row, at the embedding"""
+    over tokens is one row, at the embedding; a method over a ViT's attention one row, at the module holding its
+    blocks"""
     kind, res = model_kind(net), []
     names = [find_layer(net, l)[0] for l in layers]
     for m in methods:
@@ -59,6 +60,9 @@ def _candidates(net:nn.Module, methods, layers, layouts:dict)->list:
                 raise ValueError(f"method={m!r} needs a model that takes tokens (a fastai text classifier); use one "
                                  f"of {CAM_METHODS}")
             res.append((m, find_layer(net, kind.embedding(net))[0], None)); continue
+        if rec.attention is not None:
+            zoo, vit = vit_zoo(net)
+            res.append((m, find_layer(net, zoo.blocks(vit))[0], None)); continue
         if rec.reruns and kind.tokens:
             raise ValueError(f"method={m!r} re-runs the model on an input image, which a text model does not take: "
                              f"use one of {TOKEN_METHODS} or a gradient method")
@@ -185,7 +189,7 @@ def _check_threshold(threshold:float):
 def _default_methods(kind)->list:
     "Every registered method that applies to a model of `kind`"
     return [m for m in CAM_METHODS if not (kind.tokens and get_method(m).reruns)] + (
-        list(TOKEN_METHODS) if kind.tokens else [])
+        list(TOKEN_METHODS) if kind.tokens else []) + (list(ATTENTION_METHODS) if kind.attention else [])
 
 @patch
 def cam_report(self:CAMInterpretation,

@@ -1,0 +1,129 @@
+"""Attention methods (rollout, gradrollout, legrad) against independent computations: torchcam's LeGrad on a
+torchvision ViT, and rollout and Chefer's rule written out from attention probabilities computed here from each
+block's input; the model left exactly as it was; inside fastai's get_preds."""
+import copy, pytest, torch
+from torch import nn
+from torchvision.models import vit_b_16
+from fastcam.core import cam_maps, normalize_maps, AttentionHook, ATTENTION_METHODS
+from conftest import no_hooks
+
+timm = pytest.importorskip('timm', reason='timm is an optional extra: pip install fastcam[timm]')
+
+@pytest.fixture(scope='module')
+def tvit():
+    torch.manual_seed(0)
+    return vit_b_16(weights=None).eval()
+
+def test_legrad_equals_torchcam(tvit):
+    tc = pytest.importorskip('torchcam.methods')
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    blocks = list(tvit.encoder.layers)[-4:]
+    ours = normalize_maps(cam_maps(tvit, x, blocks, torch.tensor([3, 7]), 'legrad'))
+    model = copy.deepcopy(tvit)
+    with tc.LeGrad(model, list(model.encoder.layers)[-4:]) as cam:
+        theirs = cam([3, 7], model(x))[0]
+    assert ours.shape == theirs.shape == (2, 14, 14)
+    assert (ours - theirs).abs().amax() <= 1e-4
+    assert no_hooks(tvit) and all(p.grad is None for p in tvit.parameters())
+
+@pytest.fixture(scope='module')
+def vit():
+    torch.manual_seed(0)
+    return timm.create_model('vit_tiny_patch16_224', pretrained=False, num_classes=3, img_size=(64, 48)).eval()
+
+def probs_by_hand(vit, x):
+    "Each block's attention probabilities, computed here from the block's first norm: softmax(q·kᵀ·scale) per head"
+    ins = []
+    hs = [b.norm1.register_forward_hook(lambda m, i, o: ins.append(o)) for b in vit.blocks]
+    try:
+        with torch.no_grad(): vit(x)
+    finally:
+        for h in hs: h.remove()
+    probs = []
+    for b, a in zip(vit.blocks, ins):
+        B, N, _ = a.shape
+        q, k, _ = b.attn.qkv(a).reshape(B, N, 3, b.attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+        probs.append((q @ k.transpose(-2, -1) * b.attn.scale).softmax(-1).detach())
+    return probs
+
+def rollout_by_hand(probs, n_prefix=1):
+    R = torch.eye(probs[0].shape[-1]).expand(len(probs[0]), -1, -1)
+    for P in probs:
+        A = P.mean(1) + torch.eye(P.shape[-1])
+        R = (A / A.sum(-1, keepdim=True)) @ R
+    return R[:, 0, n_prefix:]
+
+def test_rollout_equals_a_hand_written_rollout(vit):
+    x = torch.randn(3, 3, 64, 48, generator=torch.Generator().manual_seed(2))
+    ours = cam_maps(vit, x, None, 'pred', 'rollout')
+    ref = rollout_by_hand(probs_by_hand(vit, x)).reshape(3, 4, 3)
+    assert ours.shape == (3, 4, 3)  # a non-square grid, no reshape=
+    assert (ours - ref).abs().amax() <= 1e-5
+
+def gradrollout_by_hand(vit, x, t):
+    "Chefer's rule from probabilities kept on the graph of an unfused copy of the model"
+    model = copy.deepcopy(vit)
+    got = []
+    for b in model.blocks:
+        b.attn.fused_attn = False
+        b.attn.attn_drop.register_forward_hook(lambda m, i, o: got.append(o))
+    with torch.enable_grad():
+        out = model(x)
+        G = torch.autograd.grad(out.gather(1, t[:, None]).sum(), got)
+    R = torch.eye(got[0].shape[-1]).repeat(len(x), 1, 1)
+    for P, g in zip(got, G): R = R + torch.bmm((g * P).clamp(min=0).mean(1), R)
+    return R[:, 0, 1:].detach()
+
+def test_gradrollout_equals_chefers_rule(vit):
+    x = torch.randn(2, 3, 64, 48, generator=torch.Generator().manual_seed(3))
+    t = torch.tensor([2, 1])
+    ours = cam_maps(vit, x, None, t, 'gradrollout')
+    ref = gradrollout_by_hand(vit, x, t).relu().reshape(2, 4, 3)
+    assert (ours - ref).abs().amax() <= 1e-5 * ref.abs().amax().clamp_min(1)
+
+@pytest.mark.parametrize('method', list(ATTENTION_METHODS))
+def test_model_as_it_was(vit, method):
+    x = torch.randn(2, 3, 64, 48)
+    flags = [b.attn.fused_attn for b in vit.blocks]
+    req = [p.requires_grad for p in vit.parameters()]
+    with torch.no_grad(): plain = vit(x)
+    with AttentionHook(vit, None, method) as hook:
+        with torch.no_grad():
+            out = vit(x)
+            hook.compute(out, 'pred')
+    assert torch.equal(out, plain)  # the fused value, bit for bit
+    assert [b.attn.fused_attn for b in vit.blocks] == flags and no_hooks(vit) and torch.is_grad_enabled()
+    assert all(p.grad is None for p in vit.parameters()) and [p.requires_grad for p in vit.parameters()] == req
+
+def test_errors(vit):
+    with pytest.raises(ValueError, match='takes blocks of the ViT'): cam_maps(vit, torch.randn(1, 3, 64, 48), vit.head, 0, 'rollout')
+    with pytest.raises(ValueError, match='takes no smooth='):
+        cam_maps(vit, torch.randn(1, 3, 64, 48), None, 0, 'rollout', smooth='eigen')
+    swin = timm.create_model('swin_tiny_patch4_window7_224', pretrained=False, num_classes=2)
+    with pytest.raises(ValueError, match='windowed attention'): cam_maps(swin, torch.randn(1, 3, 224, 224), None, 0, 'rollout')
+
+ZOOS = {'vit_tiny_patch16_224': dict(img_size=(64, 48)), 'deit_tiny_distilled_patch16_224': dict(img_size=64),
+        'vit_small_patch14_reg4_dinov2': dict(img_size=56, depth=2), 'eva02_tiny_patch14_224': dict(img_size=56),
+        'beit_base_patch16_224': dict(img_size=64, depth=2, embed_dim=96, num_heads=2)}
+
+@pytest.mark.parametrize('arch', list(ZOOS))
+def test_every_zoo_inside_get_preds(pets_path, arch):
+    "Class, distillation and register tokens, rotary and relative position biases, a non-square grid: no reshape="
+    from fastai.vision.all import ImageDataLoaders, get_image_files, Resize, vision_learner, set_seed
+    from fastcam.callback import CAMCallback
+    from fastcam.pets import is_cat
+    size = ZOOS[arch]['img_size']
+    dls = ImageDataLoaders.from_name_func(pets_path, get_image_files(pets_path)[:16], valid_pct=0.5, seed=0,
+                                          label_func=is_cat, item_tfms=Resize(size), bs=4, num_workers=0)
+    set_seed(0)
+    learn = vision_learner(dls, arch, pretrained=False, **ZOOS[arch])
+    vit = learn.model[0].model
+    grid = tuple(vit.patch_embed.grid_size)
+    plain, _ = learn.get_preds()
+    for m in ATTENTION_METHODS:
+        cb = CAMCallback(method=m)
+        preds, _ = learn.get_preds(cbs=cb)
+        assert torch.equal(preds, plain), m  # predictions bit for bit
+        assert cb.maps.shape == (len(dls.valid_ds), *grid) and (cb.maps.flatten(1).amax(1) > 0).all(), m
+        assert len(cb.layer_name) == len(vit.blocks)
+    assert no_hooks(learn.model)
