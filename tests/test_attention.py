@@ -127,3 +127,20 @@ def test_every_zoo_inside_get_preds(pets_path, arch):
         assert cb.maps.shape == (len(dls.valid_ds), *grid) and (cb.maps.flatten(1).amax(1) > 0).all(), m
         assert len(cb.layer_name) == len(vit.blocks)
     assert no_hooks(learn.model)
+
+def test_an_exception_leaves_the_learner_as_it_was(pets_path):
+    from fastai.vision.all import ImageDataLoaders, get_image_files, Resize, vision_learner, set_seed
+    from fastcam.callback import CAMCallback
+    from fastcam.pets import is_cat
+    from conftest import Boom
+    dls = ImageDataLoaders.from_name_func(pets_path, get_image_files(pets_path)[:8], valid_pct=0.5, seed=0,
+                                          label_func=is_cat, item_tfms=Resize(32), bs=4, num_workers=0)
+    set_seed(0)
+    learn = vision_learner(dls, 'vit_tiny_patch16_224', pretrained=False, img_size=32, patch_size=8)
+    vit = learn.model[0].model
+    flags = [b.attn.fused_attn for b in vit.blocks]
+    for m in ATTENTION_METHODS:
+        with pytest.raises(RuntimeError, match='boom'): learn.get_preds(cbs=[CAMCallback(method=m), Boom()])
+        assert no_hooks(learn.model) and torch.is_grad_enabled() and [b.attn.fused_attn for b in vit.blocks] == flags
+    learn.add_cb(CAMCallback(method='gradrollout'))
+    learn.export(pets_path / 'vit.pkl')  # with the callback attached
