@@ -22,7 +22,7 @@ __all__ = ['METHOD_RNG', 'SMOOTHS', 'FUSES', 'CAM_METHODS', 'ATTENTION_METHODS',
            'upsample_maps', 'channels_last', 'TokenGrid', 'token_grid', 'auto_layout', 'shared_docs',
            'explains_several', 'CAMHook', 'CAMHooks', 'hook_layers', 'sscam_weights', 'iscam_weights',
            'smoothgradcampp_weights', 'ablation_weights', 'guided_relus', 'guided_saliency', 'fullgrad_saliency',
-           'ViTZoo', 'find_vit', 'vit_zoo', 'vit_blocks', 'rollout_map', 'gradrollout_map', 'legrad_map',
+           'ViTZoo', 'find_vit', 'vit_zoo', 'vit_blocks', 'rollout_rows', 'gradrollout_rows', 'legrad_rows',
            'AttentionHook', 'cam_maps', 'Concepts', 'head_after', 'deep_features', 'embedding_attributions',
            'integrated_gradients', 'token_occlusion']
 
@@ -167,8 +167,8 @@ class CAMMethod:
     head:bool=False # Needs `W`, the weights of a pool → linear head (plain CAM)
     rerun:Callable|None=None # `(model, x, A, t, batch_size, hook) -> W`: runs the model again on masked inputs
     tokens:Callable|None=None # `(model, x, embedding, t, lengths) -> (bs, L)`: passes over tokens, not a hook
-    attention:Callable|None=None # `(probs, grads, n_prefix) -> (bs, n_patches)`: from a ViT's attention, not a hook
-    blockwise:bool=False # With `attention`: `grads` of the class score of each block's own tokens (LeGrad)
+    attention:Callable|None=None # `(AttentionHook, pick, cols) ->` a `(bs, n_patches)` row per class: from a ViT
+    blockwise:bool=False # With `attention`: no graph after the blocks (LeGrad scores each block's own tokens)
     relu:bool=True # A ReLU ends the map
     fuse:str='mean' # How its maps of several layers combine (`layer=[...]`): one of `FUSES`
     pixels:Callable|None=None # `(model, x, t, maps, region) -> (bs, [n,] H, W)`: maps at the input's resolution
@@ -207,7 +207,7 @@ def register_method(method:CAMMethod, # The method's record
     if len(given) != 1 or not callable(given[0]):
         raise ValueError(f"Method {method.name!r} needs exactly one of weigh= (a function (A, G, W) -> maps), "
                          f"tokens= (a function (model, x, embedding, t, lengths) -> maps) or attention= (a function "
-                         f"(probs, grads, n_prefix) -> maps)")
+                         f"(hook, pick, cols) -> rows)")
     if method.name in _METHODS and not replace:
         raise ValueError(f"A method {method.name!r} is registered already: pass replace=True, or choose a new name")
     _METHODS[method.name] = method
@@ -1249,40 +1249,54 @@ def _rows(R:Tensor, n_prefix:int)->Tensor:
     "The relevance of the patch tokens `(bs, n_patches)` to the prefix tokens (their mean), or to every token"
     return (R[:, :n_prefix] if n_prefix else R).mean(1)[:, n_prefix:]
 
-def rollout_map(probs:list, # Attention probabilities `(bs, heads, N, N)` of each block, in order
-                grads:list|None=None, n_prefix:int=1)->Tensor:
-    "Attention rollout: heads averaged, the identity added, rows normalised, the product over blocks"
-    R = None
-    for P in probs:
-        A = P.mean(1) + torch.eye(P.shape[-1], device=P.device, dtype=P.dtype)
-        A = A / A.sum(-1, keepdim=True)
-        R = A if R is None else A @ R
-    return _rows(R, n_prefix)
+def rollout_rows(hook:AttentionHook, pick:Callable, cols:list)->list:
+    "Attention rollout, folded in as the blocks ran (`hook.R`: heads averaged, the identity added, rows normalised)"
+    return [_rows(hook.R, hook.grid.n_prefix)]
 
-def gradrollout_map(probs:list, grads:list, n_prefix:int=1)->Tensor:
-    "Chefer et al.'s rule: `R = I`, then `R += E_h[(∇A ⊙ A)⁺] · R` for each block in order"
-    R = torch.eye(probs[0].shape[-1], device=probs[0].device, dtype=probs[0].dtype).expand(len(probs[0]), -1, -1)
-    for P, G in zip(probs, grads): R = R + (G * P).clamp_min(0).mean(1) @ R
-    return _rows(R, n_prefix)
+def gradrollout_rows(hook:AttentionHook, pick:Callable, cols:list)->list:
+    "Chefer et al.'s rule (`R = I`, then `R += E_h[(∇A ⊙ A)⁺] · R` per block) applied from the last block back to a row"
+    n, res = hook.grid.n_prefix, []
+    for j, c in enumerate(cols):
+        g, = torch.autograd.grad(pick(hook.scores, c), hook.leaf, retain_graph=j < len(cols) - 1)
+        r = g.new_zeros(g.shape[:2])
+        if n: r[:, :n] = 1 / n
+        else: r += 1 / r.shape[1]
+        for i in reversed(range(len(hook.span))):
+            x, o = hook.replay(i)
+            if hook.P is None: g, = torch.autograd.grad(o, x, g); continue
+            g, G = torch.autograd.grad(o, (x, hook.P), g)
+            r = r + (r[:, None] @ (G * hook.P).clamp_min(0).mean(1))[:, 0]
+        res.append(r[:, n:])
+    return res
 
-def legrad_map(probs:list, grads:list, n_prefix:int=1)->Tensor:
-    "LeGrad: each block's positive gradients of its own class score, averaged over heads and queries, then blocks"
-    return torch.stack([G.clamp_min(0).mean((1, 2))[:, n_prefix:] for G in grads]).mean(0)
+def legrad_rows(hook:AttentionHook, pick:Callable, cols:list)->list:
+    "LeGrad: each hooked block's positive gradients of its own class score, averaged over heads and queries, then blocks"
+    head, n, acc = hook.head(), hook.grid.n_prefix, [0.] * len(cols)
+    for i, b in enumerate(hook.span):
+        if all(b is not h for h in hook.blocks): continue
+        _, o = hook.replay(i)
+        for j, c in enumerate(cols):
+            G, = torch.autograd.grad(pick(head(o), c), hook.P, retain_graph=j < len(cols) - 1)
+            acc[j] = acc[j] + G.clamp_min(0).mean((1, 2))[:, n:]
+    return [a / len(hook.blocks) for a in acc]
 
 for _m in (
-    CAMMethod('rollout', attention=rollout_map, grads=False, family='attention',
+    CAMMethod('rollout', attention=rollout_rows, grads=False, family='attention',
         cite="Abnar & Zuidema, Quantifying Attention Flow in Transformers, ACL 2020 (class-free)"),
-    CAMMethod('gradrollout', attention=gradrollout_map, family='attention',
+    CAMMethod('gradrollout', attention=gradrollout_rows, family='attention',
         cite="Chefer, Gur & Wolf, Generic Attention-model Explainability for Interpreting Bi-Modal and "
              "Encoder-Decoder Transformers, ICCV 2021"),
-    CAMMethod('legrad', attention=legrad_map, blockwise=True, family='attention',
+    CAMMethod('legrad', attention=legrad_rows, blockwise=True, family='attention',
         cite="Bousselham et al., LeGrad: An Explainability Method for Vision Transformers via Feature Formation "
              "Sensitivity, ICCV 2025 (as torchcam's: each block's tokens averaged, then the final norm and head)")):
     register_method(_m)
 
 # %% ../nbs/00_core.ipynb #7a1e0004
 class AttentionHook:
-    "Capture the attention probabilities of a ViT's blocks in forward passes, and turn them into maps with `compute`"
+    """Read the attention probabilities of a ViT's blocks in forward passes, and turn them into maps with `compute`.
+    A method without gradients gets the rollout product `R`, folded in as the blocks run; a gradient method keeps each
+    block's input only (`ins`), and its record's `attention` runs the blocks of `span` again one at a time (`replay`),
+    so that one block's graph is in memory at a time"""
     def __init__(self, model:nn.Module, # A ViT, or a model with one inside (a fastai `vision_learner`'s)
                  layer:nn.Module|str|list|None=None, # A block, a list of them, or the module holding all; `None`: all
                  method:str='rollout', # One of `ATTENTION_METHODS`
@@ -1299,42 +1313,62 @@ class AttentionHook:
             names = [find_layer(model, e)[0] for e in every]
             raise ValueError(f"method={method!r} takes blocks of the ViT ({names[0]} … {names[-1]}), one or a list; "
                              f"got {[type(b).__name__ for b in given]}")
-        self.blocks = [e for e in every if any(e is b for b in given)]  # in the order they run
+        hooked = [i for i, e in enumerate(every) if any(e is b for b in given)]
+        self.blocks = [every[i] for i in hooked]  # in the order they run
+        self.span = every[hooked[0]:hooked[-1] + 1]  # (the gradient goes back through the blocks between)
         self.name, self.grid = [find_layer(model, b)[0] for b in self.blocks], self.zoo.grid(self.vit)
-        self.probs, self.outs, self.grad_mode, self.paused = [], [], None, False
-        self.handles = [self.blocks[0].register_forward_pre_hook(self._start)]
+        self.ins, self.R, self.P, self.leaf, self.scores, self.grad_mode, self._mode = [], None, None, None, None, None, None
+        self.paused, self.replaying = False, False
+        self.handles = [self.span[0].register_forward_pre_hook(self._start)]
         for b in self.blocks:
             a = self.zoo.attention(b)
-            self.handles += [a.register_forward_pre_hook(self._attending), a.register_forward_hook(self._attended,
-                                                                                                   with_kwargs=True)]
-            if rec.blockwise: self.handles += [b.register_forward_pre_hook(self._cut), b.register_forward_hook(self._out)]
+            self.handles += [a.register_forward_pre_hook(self._attending),
+                             a.register_forward_hook(self._attended, with_kwargs=True)]
+        if rec.grads: self.handles += [b.register_forward_pre_hook(self._kept, with_kwargs=True) for b in self.span]
+        if rec.grads and not rec.blockwise: self.handles.append(self.span[-1].register_forward_hook(self._cut))
+
+    def _live(self)->bool: return not self.paused and not self.replaying
+    def _capturing(self)->bool: return not self.paused and (self.replaying or not self.cam_method.grads)
 
     def _start(self, m, args):
-        if self.paused: return
-        self.probs, self.outs, self.grad_mode = [], [], torch.is_grad_enabled()
-        if self.cam_method.grads: torch.set_grad_enabled(True)  # record the graph from the first block on only
-        if not self.cam_method.blockwise: return (args[0].detach(), *args[1:])
+        if self._live(): self.ins, self.R, self.leaf, self.grad_mode = [], None, None, None
 
-    def _cut(self, m, args):  # LeGrad: each block's score depends on its own attention only
-        if not self.paused: return (args[0].detach(), *args[1:])
+    def _kept(self, m, args, kwargs):  # the gradient methods: each block's input, to run the block again
+        if self._live(): self.ins.append(((args[0].detach(), *args[1:]), kwargs))
 
-    def _out(self, m, i, o):
-        if not self.paused: self.outs.append(o)
+    def _cut(self, m, i, o):  # gradient rollout: the graph from the last hooked block's output on, as `CAMHook` does
+        if not self._live(): return
+        self.grad_mode = torch.is_grad_enabled()
+        torch.set_grad_enabled(True)
+        self.leaf = o.detach().requires_grad_()
+        return self.leaf.clone()
 
     def _attending(self, m, args):  # the fused attention runs as in plain inference: no graph, the same kernels
-        if not self.paused: self._mode = torch.is_grad_enabled(); torch.set_grad_enabled(False)
+        if self._capturing(): self._mode = torch.is_grad_enabled(); torch.set_grad_enabled(False)
 
     def _attended(self, m, args, kwargs, out):
-        if self.paused: return
+        if not self._capturing(): return
         torch.set_grad_enabled(self._mode)
         P, mine = self.zoo.probs(m, args, kwargs)
-        self.probs.append(P if self.cam_method.grads else P.detach())
-        if not self.cam_method.grads: return
+        if not self.cam_method.grads:  # rollout, folded in block by block
+            A = P.detach().mean(1) + torch.eye(P.shape[-1], device=P.device, dtype=P.dtype)
+            A = A / A.sum(-1, keepdim=True)
+            self.R = A if self.R is None else A @ self.R
+            return
+        self.P = P
         first = out[0] if isinstance(out, tuple) else out
         same = first.detach() + (mine - mine.detach())  # the fused value, bit for bit; the gradient through `P`
         return (same, *out[1:]) if isinstance(out, tuple) else same
 
-    def _head(self)->Callable:
+    def replay(self, i:int)->tuple:
+        "Block `i` of `span` run again with grad from its input: `(its input, its output)`; `P`: its probabilities"
+        (x, *rest), kwargs = self.ins[i]
+        x, self.P, self.replaying = x.detach().requires_grad_(), None, True
+        try:
+            with torch.enable_grad(): return x, _first(self.span[i](x, *rest, **kwargs))
+        finally: self.replaying = False
+
+    def head(self)->Callable:
         "LeGrad's class score of a block's tokens: the ViT's head, then whatever follows the ViT in the model"
         head = self.zoo.head(self.vit)
         if self.model is self.vit: return head
@@ -1349,11 +1383,10 @@ class AttentionHook:
                 model:nn.Module|None=None, batch_size:int=64, region:Tensor|None=None,
                 lengths:Tensor|None=None)->tuple[Tensor, Tensor|None]:
         "Maps `(bs, h, w)` over the patch grid and the class per item, as `CAMHook.compute` (`x`, `model`: unused)"
-        rec, n = self.cam_method, self.grid.n_prefix
-        probs, outs, self.probs, self.outs = self.probs, self.outs, [], []
-        if len(probs) != len(self.blocks):
-            raise RuntimeError(f"The blocks {self.name} did not each run once in the forward pass: call compute after "
-                               f"one forward of the model")
+        rec = self.cam_method
+        done = len(self.ins) == len(self.span) if rec.grads else self.R is not None
+        if not done: raise RuntimeError(f"The blocks {self.name} did not run in the forward pass: call compute after "
+                                        f"one forward of the model")
         try:
             with torch.enable_grad():
                 scores = class_scores(_first(out), region)
@@ -1361,21 +1394,18 @@ class AttentionHook:
                 cols = ([None] if not explains_several(t) else
                         (torch.arange(scores.shape[1]) if t is None else _explained(t)).tolist())
                 pick = lambda s, c: (s.gather(1, t[:, None]) if c is None else s[:, c]).sum()
-                head = self._head() if rec.blockwise else None
-                maps = []
-                for j, c in enumerate(cols if rec.grads else cols[:1]):
-                    y = sum(pick(head(o), c) for o in outs) if rec.blockwise else pick(scores, c)
-                    grads = torch.autograd.grad(y, probs, retain_graph=j < len(cols) - 1) if rec.grads else None
-                    maps.append(rec.attention(probs, grads, n).detach().unflatten(1, self.grid.grid))
+                self.scores = scores
+                rows = rec.attention(self, pick, cols if rec.grads else cols[:1])
         finally:
-            if rec.grads and self.grad_mode is not None: torch.set_grad_enabled(self.grad_mode)  # (as `_start` found it)
-        maps = torch.stack(maps, 1) if cols[0] is not None else maps[0]
-        maps = _per_class(maps, t, scores.shape[1])
+            if self.grad_mode is not None: torch.set_grad_enabled(self.grad_mode)  # (as `_cut` found it)
+            self.ins, self.R, self.P, self.leaf, self.grad_mode, self.scores = [], None, None, None, None, None
+        maps = torch.stack([r.detach() for r in rows], 1).unflatten(2, self.grid.grid)
+        maps = _per_class(maps if cols[0] is not None else maps[:, 0], t, scores.shape[1])
         return (maps.relu() if rec.relu else maps), t
 
     def remove(self):
         for h in self.handles: h.remove()
-        self.handles, self.probs, self.outs = [], [], []
+        self.handles, self.ins, self.R, self.P, self.leaf = [], [], None, None, None
 
     def __enter__(self): return self
     def __exit__(self, *args): self.remove()

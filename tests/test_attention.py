@@ -60,13 +60,13 @@ def test_rollout_equals_a_hand_written_rollout(vit):
     assert ours.shape == (3, 4, 3)  # a non-square grid, no reshape=
     assert (ours - ref).abs().amax() <= 1e-5
 
-def gradrollout_by_hand(vit, x, t):
-    "Chefer's rule from probabilities kept on the graph of an unfused copy of the model"
+def gradrollout_by_hand(vit, x, t, which=None):
+    "Chefer's rule from probabilities kept on the whole graph of an unfused copy of the model"
     model = copy.deepcopy(vit)
     got = []
-    for b in model.blocks:
+    for i, b in enumerate(model.blocks):
         b.attn.fused_attn = False
-        b.attn.attn_drop.register_forward_hook(lambda m, i, o: got.append(o))
+        if which is None or i in which: b.attn.attn_drop.register_forward_hook(lambda m, i, o: got.append(o))
     with torch.enable_grad():
         out = model(x)
         G = torch.autograd.grad(out.gather(1, t[:, None]).sum(), got)
@@ -74,11 +74,13 @@ def gradrollout_by_hand(vit, x, t):
     for P, g in zip(got, G): R = R + torch.bmm((g * P).clamp(min=0).mean(1), R)
     return R[:, 0, 1:].detach()
 
-def test_gradrollout_equals_chefers_rule(vit):
+@pytest.mark.parametrize('which', [None, [2, 5]])  # every block; two, with blocks between them
+def test_gradrollout_equals_chefers_rule(vit, which):
     x = torch.randn(2, 3, 64, 48, generator=torch.Generator().manual_seed(3))
     t = torch.tensor([2, 1])
-    ours = cam_maps(vit, x, None, t, 'gradrollout')
-    ref = gradrollout_by_hand(vit, x, t).relu().reshape(2, 4, 3)
+    layer = None if which is None else [vit.blocks[i] for i in which]
+    ours = cam_maps(vit, x, layer, t, 'gradrollout')
+    ref = gradrollout_by_hand(vit, x, t, which).relu().reshape(2, 4, 3)
     assert (ours - ref).abs().amax() <= 1e-5 * ref.abs().amax().clamp_min(1)
 
 @pytest.mark.parametrize('method', list(ATTENTION_METHODS))
