@@ -12,10 +12,11 @@ import torch
 from fastai.vision.all import create_vision_model, resnet34, resnet18, set_seed
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_cam import paired, fmt as _fmt, _status, SEED, THREADS
-from fastcam.core import cam_maps, CAM_METHODS, get_method, register_method, CAMMethod, _cam
+from fastcam.core import cam_maps, CAM_METHODS, ATTENTION_METHODS, get_method, register_method, CAMMethod, _cam
 from fastcam.core import sscam_weights, iscam_weights
 
 PERTURB = ('scorecam', 'sscam', 'iscam', 'ablationcam')
+VIT_ROWS = ('gradcam@vit', *ATTENTION_METHODS)  # on a ViT-S/16: Grad-CAM at the last block's norm, the attention methods
 SMOKE = ('gradcam', 'ablationcam', 'guidedgradcam')  # a smoke run: a few methods, each path of the script once
 SAMPLES = 5  # SS-CAM's and IS-CAM's samples here (35 and 10 by default), the same for torchcam: a CPU cannot do more
 PGC = {'gradcam': 'GradCAM', 'hirescam': 'HiResCAM', 'gradcam++': 'GradCAMPlusPlus', 'xgradcam': 'XGradCAM',
@@ -30,10 +31,16 @@ TORCHCAM = {'cam': 'CAM', 'gradcam': 'GradCAM', 'gradcam++': 'GradCAMpp', 'xgrad
 def setting(method:str, smoke:bool)->dict:
     "Model, batch and layer of a method's row: resnet34 at 224 px for one pass; resnet18 at 64 px for re-runs"
     if method in PERTURB: return dict(arch='resnet18', bs=2, size=64, layer='0.6')  # 256 channels, 4×4 maps
+    if method in VIT_ROWS: return dict(arch='vit_s', bs=4, size=224, layer='encoder.layers.encoder_layer_11.ln_1')
     return dict(arch='resnet18', bs=2, size=64, layer='0') if smoke else dict(arch='resnet34', bs=8, size=224, layer='0')
 
 def model_and_batch(arch, bs, size, device, layer=None):
     set_seed(SEED)
+    if arch == 'vit_s':  # torchvision's class (torchcam's LeGrad takes only it), ViT-S/16's sizes, random weights
+        from torchvision.models import VisionTransformer
+        model = VisionTransformer(size, 16, num_layers=12, num_heads=6, hidden_dim=384, mlp_dim=1536, num_classes=2)
+        torch.nn.init.normal_(model.heads.head.weight, std=0.02)  # (torchvision's is zero, and so every gradient)
+        return model.eval().to(device), torch.randn(bs, 3, size, size, device=device)
     head = dict(custom_head=torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
                                                 torch.nn.Linear(512, 2)))  # a head plain CAM applies to
     model = create_vision_model(resnet34 if arch == 'resnet34' else resnet18, 2, pretrained=False, **head)
@@ -43,6 +50,14 @@ def method_fn(lib, method, model, layer, batch_size=64):
     "`x, t -> maps` for `method` in library `lib`, set up as a user would (outside the timing)"
     mod = model.get_submodule(layer)
     name = method
+    if method in ATTENTION_METHODS: return attention_fn(lib, method, model)
+    if method == 'gradcam@vit':
+        if lib == 'fastcam': return lambda x, t: cam_maps(model, x, layer, t, 'gradcam')
+        import pytorch_grad_cam as pgc
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+        fold = lambda o: o[:, 1:].reshape(len(o), 14, 14, -1).permute(0, 3, 1, 2)  # its reshape_transform
+        cam = pgc.GradCAM(model, [mod], reshape_transform=fold)
+        return lambda x, t: cam(x, [ClassifierOutputTarget(int(c)) for c in t])
     if lib == 'fastcam':
         if method in ('sscam', 'iscam'):  # the same number of samples as torchcam's below
             name = f'{method}_bench'
@@ -69,8 +84,17 @@ def method_fn(lib, method, model, layer, batch_size=64):
         return run
     raise ValueError(lib)
 
-def libs_of(method): return ['fastcam'] + (['pytorch-grad-cam'] if method in PGC else []) + (
-    ['torchcam'] if method in TORCHCAM else [])
+def attention_fn(lib, method, model):
+    "An attention method over every block: fastcam's, or torchcam's LeGrad given the same blocks"
+    if lib == 'fastcam': return lambda x, t: cam_maps(model, x, None, t, method)
+    import torchcam.methods as tc
+    def run(x, t):
+        with tc.LeGrad(model, list(model.encoder.layers)) as cam:
+            with torch.enable_grad(): return cam(t.tolist(), model(x))
+    return run
+
+def libs_of(method): return ['fastcam'] + (['pytorch-grad-cam'] if method in PGC or method == 'gradcam@vit' else []) + (
+    ['torchcam'] if method in TORCHCAM or method == 'legrad' else [])
 
 def sync(device):
     if device == 'cuda': torch.cuda.synchronize()
@@ -106,7 +130,7 @@ def main(smoke=False, device='cpu', repeats=3, out='benchmarks/METHODS.md', only
     if smoke: repeats, SAMPLES = 1, 1
     t0, res = time.time(), {}
     log = lambda *a: print(*a, flush=True)
-    methods = SMOKE if smoke else only or [m for m in CAM_METHODS if not m.endswith('_bench')]
+    methods = SMOKE if smoke else only or [m for m in CAM_METHODS if not m.endswith('_bench')] + list(VIT_ROWS)
     for method in methods:
         s = setting(method, smoke)
         model, x = model_and_batch(s['arch'], s['bs'], s['size'], device)
@@ -173,7 +197,10 @@ def write_md(out, res, text, device, repeats, t0, where):
          "- One-pass methods: fastai `create_vision_model(resnet34, 2, pretrained=False)` with a pool → linear head, "
          "bs 8, 224 px, at `model[0]`. Methods that re-run the model (Score-CAM, SS-CAM, IS-CAM, Ablation-CAM): "
          "resnet18, bs 2, 64 px, at `model[0][-2]` (256 channels), 64 masked inputs per pass; SS-CAM and IS-CAM with "
-         f"{SAMPLES} samples for both libraries.", "",
+         f"{SAMPLES} samples for both libraries. ViT rows (`gradcam@vit`, the attention methods): torchvision's "
+         "`VisionTransformer` with ViT-S/16's sizes, random weights, bs 4, 224 px; Grad-CAM at the last block's "
+         "`ln_1` (pytorch-grad-cam with its `reshape_transform`), the attention methods over every block (torchcam's "
+         "LeGrad given the same blocks).", "",
          "| method | fastcam time | pytorch-grad-cam time | torchcam time | fastcam memory | pytorch-grad-cam memory | "
          "torchcam memory |", "|---|---|---|---|---|---|---|"]
     for m, r in res.items():

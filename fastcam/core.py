@@ -477,6 +477,10 @@ def token_grid(model:nn.Module)->TokenGrid|None:
     n = getattr(model, 'num_prefix_tokens', None)
     return None if grid is None or n is None else TokenGrid(n, grid)
 
+def _grid_of(m:nn.Module)->TokenGrid|None:
+    "The `TokenGrid` of `m` if it is a ViT of `VIT_ZOOS` (defined below) or says its grid as timm's do, else `None`"
+    return next((z.grid(m) for z in VIT_ZOOS if z.match(m)), None) or token_grid(m)
+
 def _ancestors(model:nn.Module, name:str)->list[nn.Module]:
     "The modules that contain the layer called `name`, innermost first, `model` last"
     parts = name.split('.')
@@ -492,7 +496,7 @@ def auto_layout(model:nn.Module, # The model
         fmt = next((m.output_fmt for m in outer if isinstance(getattr(m, 'output_fmt', None), str)), 'NCHW')
         return channels_last if str(fmt).upper() == 'NHWC' else None
     if o.ndim == 3:
-        grid = next((g for g in map(token_grid, outer) if g is not None), None)
+        grid = next((g for g in map(_grid_of, outer) if g is not None), None)
         if grid is not None: return grid
         raise ValueError(f"Layer {name!r} gives {tuple(o.shape)}, which is not a known layout: pass reshape=channels_last "
                          f"for one 1-D map over its {o.shape[1]} positions, reshape=TokenGrid(n_prefix, (h, w)) for ViT "

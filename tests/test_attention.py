@@ -12,13 +12,16 @@ timm = pytest.importorskip('timm', reason='timm is an optional extra: pip instal
 @pytest.fixture(scope='module')
 def tvit():
     torch.manual_seed(0)
-    return vit_b_16(weights=None).eval()
+    m = vit_b_16(weights=None).eval()
+    nn.init.normal_(m.heads.head.weight, std=0.02)  # (torchvision starts the head at zero: every gradient would be)
+    return m
 
 def test_legrad_equals_torchcam(tvit):
     tc = pytest.importorskip('torchcam.methods')
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     blocks = list(tvit.encoder.layers)[-4:]
     ours = normalize_maps(cam_maps(tvit, x, blocks, torch.tensor([3, 7]), 'legrad'))
+    assert (ours.flatten(1).amax(1) == 1).all()  # not blank
     model = copy.deepcopy(tvit)
     with tc.LeGrad(model, list(model.encoder.layers)[-4:]) as cam:
         theirs = cam([3, 7], model(x))[0]
@@ -146,3 +149,8 @@ def test_an_exception_leaves_the_learner_as_it_was(pets_path):
         assert no_hooks(learn.model) and torch.is_grad_enabled() and [b.attn.fused_attn for b in vit.blocks] == flags
     learn.add_cb(CAMCallback(method='gradrollout'))
     learn.export(pets_path / 'vit.pkl')  # with the callback attached
+
+def test_layer_methods_fold_a_torchvision_vit_with_no_reshape(tvit):
+    x = torch.randn(1, 3, 224, 224)
+    maps = cam_maps(tvit, x, tvit.encoder.layers[-1].ln_1, 0, 'gradcam')
+    assert maps.shape == (1, 14, 14) and maps.sum() > 0
