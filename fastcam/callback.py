@@ -51,6 +51,15 @@ def _is_body_head(m:nn.Module)->bool:
     return (isinstance(m, nn.Sequential) and len(m) == 2 and isinstance(m[1], nn.Sequential) and len(m[1]) > 0
             and 'Pool' in type(m[1][0]).__name__)
 
+def _cannot_run(m:nn.Module)->str|None:
+    "Why fastai's own forward of `m` fails, for a model that fastai builds but cannot run (`vision_learner` on a Swin)"
+    body = getattr(m[0], 'model', None) if _is_body_head(m) else None
+    if str(getattr(body, 'output_fmt', 'NCHW')).upper() != 'NHWC': return None
+    return (f"fastai's vision_learner puts a channels-first head (pooling over dim 1) on {type(body).__name__}, whose "
+            f"features are channels-last (NHWC), so its forward fails with or without fastcam: build the learner as "
+            f"Learner(dls, timm.create_model(arch, num_classes=dls.c)), whose own head pools them, and fastcam folds "
+            f"its stages with no reshape=")
+
 def _located(model:nn.Module, x:Tensor|None)->str:
     "The layer `locate_layer` finds in a dry forward of `x`"
     if x is None:
@@ -290,6 +299,7 @@ class CAMCallback(HookCallback):
             raise ValueError("Two CAMCallbacks in one pass: one is attached to the learner (learn.cam) and another was "
                              "passed with cbs=. Use one: learn.remove_cb(CAMCallback), or compare layers and methods "
                              "with interp.plot_cam(layers=..., methods=...)")
+        if (why := _cannot_run(self._net())) is not None: raise ValueError(why)
         net, self.method_used = self._net(), self._method(x)  # `method_used`, `layer_name`: kept after the pass
         kind, rec = model_kind(net), get_method(self.method_used)
         if rec.tokens is not None:

@@ -154,3 +154,21 @@ def test_layer_methods_fold_a_torchvision_vit_with_no_reshape(tvit):
     x = torch.randn(1, 3, 224, 224)
     maps = cam_maps(tvit, x, tvit.encoder.layers[-1].ln_1, 0, 'gradcam')
     assert maps.shape == (1, 14, 14) and maps.sum() > 0
+
+def test_swin(pets_path):
+    "fastai's vision_learner cannot run a Swin (its head pools NCHW), and says what would; timm's own model folds"
+    from fastai.vision.all import ImageDataLoaders, get_image_files, Resize, vision_learner, Learner
+    from fastai.callback.progress import ProgressCallback
+    from fastcam.callback import CAMCallback
+    from fastcam.pets import is_cat
+    dls = ImageDataLoaders.from_name_func(pets_path, get_image_files(pets_path)[:8], valid_pct=0.5, seed=0,
+                                          label_func=is_cat, item_tfms=Resize(64), bs=4, num_workers=0)
+    kw = dict(img_size=64, window_size=4)
+    learn = vision_learner(dls, 'swin_tiny_patch4_window7_224', pretrained=False, **kw)
+    with pytest.raises(ValueError, match='channels-last'): learn.get_preds(cbs=CAMCallback())
+    learn = Learner(dls, timm.create_model('swin_tiny_patch4_window7_224', pretrained=False, num_classes=2, **kw))
+    learn.remove_cb(ProgressCallback)
+    for layer, grid in ((None, 2), ('layers.2', 4)):
+        learn.get_preds(cbs=(cb := CAMCallback(layer=layer)))
+        assert cb.maps.shape == (4, grid, grid)
+    with pytest.raises(ValueError, match='windowed attention'): learn.get_preds(cbs=CAMCallback(method='rollout'))
