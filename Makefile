@@ -48,6 +48,7 @@ demo: venv
 bench: venv
 	$(BIN)/python benchmarks/bench_cam.py
 	$(BIN)/python benchmarks/bench_methods.py
+	$(BIN)/python benchmarks/bench_vit_defaults.py
 
 readme:
 	python3 tools/make_readme.py

@@ -17,7 +17,7 @@ from fastcam.core import sscam_weights, iscam_weights
 
 PERTURB = ('scorecam', 'sscam', 'iscam', 'ablationcam')
 VIT_ROWS = ('gradcam@vit', *ATTENTION_METHODS)  # on a ViT-S/16: Grad-CAM at the last block's norm, the attention methods
-SMOKE = ('gradcam', 'ablationcam', 'guidedgradcam')  # a smoke run: a few methods, each path of the script once
+SMOKE = ('gradcam', 'ablationcam', 'guidedgradcam', 'gradcam@vit', 'legrad')  # a smoke run: each path of the script once
 SAMPLES = 5  # SS-CAM's and IS-CAM's samples here (35 and 10 by default), the same for torchcam: a CPU cannot do more
 PGC = {'gradcam': 'GradCAM', 'hirescam': 'HiResCAM', 'gradcam++': 'GradCAMPlusPlus', 'xgradcam': 'XGradCAM',
        'layercam': 'LayerCAM', 'eigencam': 'EigenCAM', 'gradcamelementwise': 'GradCAMElementWise',
@@ -31,7 +31,8 @@ TORCHCAM = {'cam': 'CAM', 'gradcam': 'GradCAM', 'gradcam++': 'GradCAMpp', 'xgrad
 def setting(method:str, smoke:bool)->dict:
     "Model, batch and layer of a method's row: resnet34 at 224 px for one pass; resnet18 at 64 px for re-runs"
     if method in PERTURB: return dict(arch='resnet18', bs=2, size=64, layer='0.6')  # 256 channels, 4×4 maps
-    if method in VIT_ROWS: return dict(arch='vit_s', bs=4, size=224, layer='encoder.layers.encoder_layer_11.ln_1')
+    if method in VIT_ROWS: return dict(arch='vit_s', bs=2 if smoke else 4, size=32 if smoke else 224,
+                                       layer='encoder.layers.encoder_layer_11.ln_1')
     return dict(arch='resnet18', bs=2, size=64, layer='0') if smoke else dict(arch='resnet34', bs=8, size=224, layer='0')
 
 def model_and_batch(arch, bs, size, device, layer=None):
@@ -55,7 +56,8 @@ def method_fn(lib, method, model, layer, batch_size=64):
         if lib == 'fastcam': return lambda x, t: cam_maps(model, x, layer, t, 'gradcam')
         import pytorch_grad_cam as pgc
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-        fold = lambda o: o[:, 1:].reshape(len(o), 14, 14, -1).permute(0, 3, 1, 2)  # its reshape_transform
+        side = lambda o: int((o.shape[1] - 1) ** .5)  # the square grid after the class token
+        fold = lambda o: o[:, 1:].unflatten(1, (side(o), -1)).permute(0, 3, 1, 2)  # its reshape_transform
         cam = pgc.GradCAM(model, [mod], reshape_transform=fold)
         return lambda x, t: cam(x, [ClassifierOutputTarget(int(c)) for c in t])
     if lib == 'fastcam':

@@ -1403,7 +1403,11 @@ class AttentionHook:
         finally:
             if self.grad_mode is not None: torch.set_grad_enabled(self.grad_mode)  # (as `_cut` found it)
             self.ins, self.R, self.P, self.leaf, self.grad_mode, self.scores = [], None, None, None, None, None
-        maps = torch.stack([r.detach() for r in rows], 1).unflatten(2, self.grid.grid)
+        (h, w), got = self.grid.grid, rows[0].shape[1]
+        if got != h * w:
+            raise ValueError(f"The ViT's {got} patch tokens do not fold to its grid {h}×{w} (a dynamic input size?): "
+                             f"give it inputs of the size it was built for")
+        maps = torch.stack([r.detach() for r in rows], 1).unflatten(2, (h, w))
         maps = _per_class(maps if cols[0] is not None else maps[:, 0], t, scores.shape[1])
         return (maps.relu() if rec.relu else maps), t
 

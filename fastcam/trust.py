@@ -178,8 +178,10 @@ def _layouts(net:nn.Module, x:Tensor|list, name:str|None=None, reshape:Callable|
     return res
 
 def _own_layer(interp, x:Tensor|list)->str|nn.Module:
-    "The interpretation's layer; for a method over tokens (whose layer is the embedding), the model kind's default"
-    if get_method(interp.cam.method_used).tokens is None: return interp.cam.layer_name
+    """The interpretation's layer; for a method over tokens (whose layer is the embedding) or a ViT's attention (its
+    blocks), the model kind's default layer"""
+    rec = get_method(interp.cam.method_used)
+    if rec.tokens is None and rec.attention is None: return interp.cam.layer_name
     return body_layer(unwrap_model(interp.learn.model), x[:1] if isinstance(x, Tensor) else None)
 
 def _check_threshold(threshold:float):
@@ -336,7 +338,7 @@ def _weights_state(net:nn.Module)->tuple:
     return tuple(p._version for p in net.parameters())
 
 def choose_cam(learn, # The learner whose model to measure (not changed)
-               methods:list|None=None, # Methods to compare; `None`: `AUTO_METHODS` (and for text `TOKEN_METHODS`)
+               methods:list|None=None, # Methods to compare; `None`: `AUTO_METHODS`, and `TOKEN_METHODS` or `ATTENTION_METHODS`
                layers:list|None=None, # Layers to compare; `None`: the model kind's `candidates`
                n:int|None=None, # Measure on the first `n` validation items; `None`: `AUTO_ITEMS`, or all if fewer
                steps:int=5, # Steps of the deletion and insertion curves
@@ -378,4 +380,5 @@ def choose_cam(learn, # The learner whose model to measure (not changed)
 
 def _methods_or(methods, kind)->list:
     if methods is not None: return list(L(methods))
-    return list(AUTO_METHODS) + (list(TOKEN_METHODS) if kind.tokens else [])
+    return list(AUTO_METHODS) + (list(TOKEN_METHODS) if kind.tokens else []) + (
+        list(ATTENTION_METHODS) if kind.attention else [])

@@ -71,7 +71,7 @@ def test_gradcam_equals_hand_computation(vit_learn):
     for target in (0, 1):
         t = torch.full((len(x),), target)
         rel_close(cam_maps(learn.model, x, layer, target), hand_gradcam(learn.model, layer, x, t, n_prefix, grid))
-    cb = CAMCallback(target=1)
+    cb = CAMCallback(method='gradcam', target=1)
     learn.get_preds(cbs=cb)
     xs = torch.cat([xb for xb, _ in learn.dls.valid]).as_subclass(torch.Tensor)
     rel_close(cb.maps, hand_gradcam(learn.model, layer, xs, torch.ones(len(xs), dtype=torch.long), n_prefix, grid))
@@ -126,6 +126,8 @@ def test_token_count_that_does_not_fold():
         cam_maps(model, x, 'blocks.11.norm1')
     assert no_hooks(model)
     assert cam_maps(model, x, 'blocks.11.norm1', reshape=TokenGrid(1, (10, 10))).shape == (1, 10, 10)
+    with pytest.raises(ValueError, match=r"do not fold to its grid 14×14"): cam_maps(model, x, None, 0, 'rollout')
+    assert no_hooks(model)
 
 def test_channels_last_swin_stage():
     "timm's Swin says output_fmt='NHWC': a stage's (bs, h, w, c) output is mapped with no reshape= given"
