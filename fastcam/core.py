@@ -8,7 +8,7 @@ Docs: https://fastcam.github.io/fastcam/core.html.md"""
 from __future__ import annotations
 import inspect, math, random, numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
-from contextlib import contextmanager
+from contextlib import contextmanager, ExitStack
 from functools import partial
 from typing import Callable, NamedTuple
 from collections.abc import Sequence
@@ -1186,14 +1186,19 @@ register_method(CAMMethod('fullgrad', lambda A, G, W: A.sum(-2), grads=False, re
              "Full-Gradient Representation for Neural Network Visualization, NeurIPS 2019 (the layer is not used)"))
 
 # %% ../nbs/00_core.ipynb #7a1e0002
-def _timm_probs(attn:nn.Module, args:tuple, kwargs:dict)->tuple[Tensor, Tensor]:
-    "A timm attention module run again without fused attention: its probabilities `(bs, heads, N, N)` and its output"
+@contextmanager
+def _timm_unfused(attn:nn.Module):
+    "Within, a timm attention module computes its probabilities `(bs, heads, N, N)`, appended to the list it yields"
     got, fused = [], attn.fused_attn
     h = attn.attn_drop.register_forward_hook(lambda m, i, o: got.append(o))
     try:
         attn.fused_attn = False
-        out = attn.forward(*args, **kwargs)
+        yield got
     finally: attn.fused_attn = fused; h.remove()
+
+def _timm_probs(attn:nn.Module, args:tuple, kwargs:dict)->tuple[Tensor, Tensor]:
+    "A timm attention module run again without fused attention: its probabilities and its output"
+    with _timm_unfused(attn) as got: out = attn.forward(*args, **kwargs)
     return got[0], out
 
 def _mha_probs(attn:nn.Module, args:tuple, kwargs:dict)->tuple[Tensor, Tensor]:
@@ -1216,16 +1221,17 @@ class ViTZoo(NamedTuple):
     attention:Callable # `block ->` its attention module
     norm:Callable # `block ->` its first norm, whose output feeds attention over every token (layer methods' default)
     probs:Callable # `(attention, args, kwargs) -> (probs, output)`: the attention run again, unfused
+    unfused:Callable|None # `attention ->` a context in which it runs unfused, its probs appended to the list it gives
     grid:Callable # `vit -> TokenGrid`: prefix tokens and patch grid
     head:Callable # `vit -> (tokens -> logits)`: LeGrad's class score of a block's tokens
 
 VIT_ZOOS = [
     ViTZoo('timm', lambda m: token_grid(m) is not None and isinstance(getattr(m, 'blocks', None), nn.Module)
                              and len(m.blocks) and all(hasattr(getattr(b, 'attn', None), 'fused_attn') for b in m.blocks),
-           lambda v: v.blocks, lambda b: b.attn, lambda b: b.norm1, _timm_probs, token_grid,
+           lambda v: v.blocks, lambda b: b.attn, lambda b: b.norm1, _timm_probs, _timm_unfused, token_grid,
            lambda v: lambda t: v.head(v.head_drop(v.fc_norm(v.norm(t.mean(1)))))),
     ViTZoo('torchvision', lambda m: all(hasattr(m, a) for a in ('encoder', 'heads', 'patch_size', 'image_size')),
-           lambda v: v.encoder.layers, lambda b: b.self_attention, lambda b: b.ln_1, _mha_probs,
+           lambda v: v.encoder.layers, lambda b: b.self_attention, lambda b: b.ln_1, _mha_probs, None,
            lambda v: TokenGrid(1, (v.image_size // v.patch_size,) * 2),
            lambda v: lambda t: v.heads(v.encoder.ln(t.mean(1)))),  # (torchcam's LeGrad: tokens averaged, then the norm)
 ]
@@ -1332,7 +1338,8 @@ class AttentionHook:
         if rec.grads and not rec.blockwise: self.handles.append(self.span[-1].register_forward_hook(self._cut))
 
     def _live(self)->bool: return not self.paused and not self.replaying
-    def _capturing(self)->bool: return not self.paused and (self.replaying or not self.cam_method.grads)
+    def _capturing(self)->bool:  # rollout's forward, and the replays of a zoo that cannot run unfused in place
+        return not self.paused and (self.replaying and self.zoo.unfused is None or not self.cam_method.grads)
 
     def _start(self, m, args):
         if self._live(): self.ins, self.R, self.leaf, self.grad_mode = [], None, None, None
@@ -1367,9 +1374,14 @@ class AttentionHook:
     def replay(self, i:int)->tuple:
         "Block `i` of `span` run again with grad from its input: `(its input, its output)`; `P`: its probabilities"
         (x, *rest), kwargs = self.ins[i]
-        x, self.P, self.replaying = x.detach().requires_grad_(), None, True
+        x, self.P, self.replaying, b = x.detach().requires_grad_(), None, True, self.span[i]
         try:
-            with torch.enable_grad(): return x, _first(self.span[i](x, *rest, **kwargs))
+            with ExitStack() as stack, torch.enable_grad():
+                got = ([stack.enter_context(self.zoo.unfused(self.zoo.attention(b)))] if self.zoo.unfused is not None
+                       and any(b is h for h in self.blocks) else [])
+                o = _first(b(x, *rest, **kwargs))
+                if got: self.P = got[0][-1]
+                return x, o
         finally: self.replaying = False
 
     def head(self)->Callable:
