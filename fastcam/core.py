@@ -1275,7 +1275,7 @@ def gradrollout_rows(hook:AttentionHook, pick:Callable, cols:list)->list:
             x, o = hook.replay(i)
             if hook.P is None: g, = torch.autograd.grad(o, x, g); continue
             g, G = torch.autograd.grad(o, (x, hook.P), g)
-            r = r + (r[:, None] @ (G * hook.P).clamp_min(0).mean(1))[:, 0]
+            r = r + (r[:, None] @ (G * hook.P.detach()).clamp_min(0).mean(1))[:, 0]  # (no graph: `compute` records)
         res.append(r[:, n:])
     return res
 
