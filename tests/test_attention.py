@@ -172,3 +172,23 @@ def test_swin(pets_path):
         learn.get_preds(cbs=(cb := CAMCallback(layer=layer)))
         assert cb.maps.shape == (4, grid, grid)
     with pytest.raises(ValueError, match='windowed attention'): learn.get_preds(cbs=CAMCallback(method='rollout'))
+
+def test_torchvision_vit_in_a_learner(pets_path):
+    "fastai's vision_learner cannot build a torchvision ViT (its cut finds no pooling); a Learner on one works as is"
+    from fastai.vision.all import ImageDataLoaders, get_image_files, Resize, Learner
+    from fastai.callback.progress import ProgressCallback
+    from torchvision.models import VisionTransformer
+    from fastcam.callback import CAMCallback
+    from fastcam.pets import is_cat
+    dls = ImageDataLoaders.from_name_func(pets_path, get_image_files(pets_path)[:8], valid_pct=0.5, seed=0,
+                                          label_func=is_cat, item_tfms=Resize(32), bs=4, num_workers=0)
+    torch.manual_seed(0)
+    net = VisionTransformer(32, 8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32, num_classes=2)
+    nn.init.normal_(net.heads.head.weight, std=0.02)
+    learn = Learner(dls, net)
+    learn.remove_cb(ProgressCallback)
+    plain, _ = learn.get_preds()
+    for m in (None, 'gradcam', *ATTENTION_METHODS):
+        preds, _ = learn.get_preds(cbs=(cb := CAMCallback(method=m)))
+        assert torch.equal(preds, plain) and cb.maps.shape == (4, 4, 4), m
+    assert cb.method_used == 'legrad' and no_hooks(net)
