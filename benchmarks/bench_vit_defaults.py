@@ -61,9 +61,10 @@ def main(seeds=3, out='benchmarks/VIT.md'):
     L = ["# Which map to trust on a ViT", "", __doc__.split('\n\n')[1].replace('\n', ' '), "",
          f"{len(runs)} of {seeds} models learned (accuracy "
          + ', '.join(f"{a:.2f}" for a in df.groupby('seed').accuracy.first()) + f"); {N} images, {EPOCHS} epochs; "
-         "40 validation items per model; mean (min–max) over the models. The cost is `cam_report`'s timing, with no other run "
-         "kept off the machine: `METHODS.md` measures each method's cost.", "",
-         "| method | layer | faithfulness | pointing game | passes both sanity checks on every model | cost (indicative) |",
+         "40 validation items per model; mean (min–max) over the models. The cost is `cam_report`'s timing, with "
+         "no other run kept off the machine: `METHODS.md` measures each method's cost.", "",
+         "| method | layer | faithfulness | pointing game | passes both sanity checks on every model "
+         "| cost (indicative) |",
          "|---|---|---|---|---|---|"]
     L += [f"| `{r.method}` | `{r.layer}` | {rng(r.faithfulness, r.faith_min, r.faith_max)} | "
           f"{rng(r.pointing, r.point_min, r.point_max)} | {'yes' if r.passes else 'no'} | {r.cost:.2f}× |"

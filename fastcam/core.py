@@ -1227,7 +1227,8 @@ class ViTZoo(NamedTuple):
 
 VIT_ZOOS = [
     ViTZoo('timm', lambda m: token_grid(m) is not None and isinstance(getattr(m, 'blocks', None), nn.Module)
-                             and len(m.blocks) and all(hasattr(getattr(b, 'attn', None), 'fused_attn') for b in m.blocks),
+                             and len(m.blocks) and all(hasattr(getattr(b, 'attn', None), 'fused_attn')
+                                                       for b in m.blocks),
            lambda v: v.blocks, lambda b: b.attn, lambda b: b.norm1, _timm_probs, _timm_unfused, token_grid,
            lambda v: lambda t: v.head(v.head_drop(v.fc_norm(v.norm(t.mean(1)))))),
     ViTZoo('torchvision', lambda m: all(hasattr(m, a) for a in ('encoder', 'heads', 'patch_size', 'image_size')),
@@ -1264,7 +1265,7 @@ def rollout_rows(hook:AttentionHook, pick:Callable, cols:list)->list:
     return [_rows(hook.R, hook.grid.n_prefix)]
 
 def gradrollout_rows(hook:AttentionHook, pick:Callable, cols:list)->list:
-    "Chefer et al.'s rule (`R = I`, then `R += E_h[(∇A ⊙ A)⁺] · R` per block) applied from the last block back to a row"
+    "Chefer et al.'s rule (`R = I`, then `R += E_h[(∇A ⊙ A)⁺] · R` per block), from the last block back to a row"
     n, res = hook.grid.n_prefix, []
     for j, c in enumerate(cols):
         g, = torch.autograd.grad(pick(hook.scores, c), hook.leaf, retain_graph=j < len(cols) - 1)
@@ -1327,7 +1328,8 @@ class AttentionHook:
         self.blocks = [every[i] for i in hooked]  # in the order they run
         self.span = every[hooked[0]:hooked[-1] + 1]  # (the gradient goes back through the blocks between)
         self.name, self.grid = [find_layer(model, b)[0] for b in self.blocks], self.zoo.grid(self.vit)
-        self.ins, self.R, self.P, self.leaf, self.scores, self.grad_mode, self._mode = [], None, None, None, None, None, None
+        self.ins, self.R, self.P, self.leaf, self.scores = [], None, None, None, None
+        self.grad_mode = self._mode = None
         self.paused, self.replaying = False, False
         self.handles = [self.span[0].register_forward_pre_hook(self._start)]
         for b in self.blocks:

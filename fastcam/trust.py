@@ -338,7 +338,7 @@ def _weights_state(net:nn.Module)->tuple:
     return tuple(p._version for p in net.parameters())
 
 def choose_cam(learn, # The learner whose model to measure (not changed)
-               methods:list|None=None, # Methods to compare; `None`: `AUTO_METHODS`, and `TOKEN_METHODS` or `ATTENTION_METHODS`
+               methods:list|None=None, # Methods to compare; `None`: `AUTO_METHODS` (and the text or ViT methods)
                layers:list|None=None, # Layers to compare; `None`: the model kind's `candidates`
                n:int|None=None, # Measure on the first `n` validation items; `None`: `AUTO_ITEMS`, or all if fewer
                steps:int=5, # Steps of the deletion and insertion curves

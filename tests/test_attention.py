@@ -101,11 +101,13 @@ def test_model_as_it_was(vit, method):
     assert all(p.grad is None for p in vit.parameters()) and [p.requires_grad for p in vit.parameters()] == req
 
 def test_errors(vit):
-    with pytest.raises(ValueError, match='takes blocks of the ViT'): cam_maps(vit, torch.randn(1, 3, 64, 48), vit.head, 0, 'rollout')
+    with pytest.raises(ValueError, match='takes blocks of the ViT'):
+        cam_maps(vit, torch.randn(1, 3, 64, 48), vit.head, 0, 'rollout')
     with pytest.raises(ValueError, match='takes no smooth='):
         cam_maps(vit, torch.randn(1, 3, 64, 48), None, 0, 'rollout', smooth='eigen')
     swin = timm.create_model('swin_tiny_patch4_window7_224', pretrained=False, num_classes=2)
-    with pytest.raises(ValueError, match='windowed attention'): cam_maps(swin, torch.randn(1, 3, 224, 224), None, 0, 'rollout')
+    with pytest.raises(ValueError, match='windowed attention'):
+        cam_maps(swin, torch.randn(1, 3, 224, 224), None, 0, 'rollout')
 
 ZOOS = {'vit_tiny_patch16_224': dict(img_size=(64, 48)), 'deit_tiny_distilled_patch16_224': dict(img_size=64),
         'vit_small_patch14_reg4_dinov2': dict(img_size=56, depth=2), 'eva02_tiny_patch14_224': dict(img_size=56),
@@ -188,7 +190,11 @@ def test_torchvision_vit_in_a_learner(pets_path):
     learn = Learner(dls, net)
     learn.remove_cb(ProgressCallback)
     plain, _ = learn.get_preds()
-    for m in (None, 'gradcam', *ATTENTION_METHODS):
+    for m in (None, *ATTENTION_METHODS):
         preds, _ = learn.get_preds(cbs=(cb := CAMCallback(method=m)))
         assert torch.equal(preds, plain) and cb.maps.shape == (4, 4, 4), m
     assert cb.method_used == 'legrad' and no_hooks(net)
+    # A layer method records the graph from its layer on, and with grad enabled nn.MultiheadAttention leaves its fused
+    # inference path: the same predictions to rounding, not bit for bit (the attention methods keep the fused value)
+    preds, _ = learn.get_preds(cbs=(cb := CAMCallback(method='gradcam')))
+    assert torch.allclose(preds, plain, atol=1e-6) and cb.maps.shape == (4, 4, 4)
