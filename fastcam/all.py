@@ -16,22 +16,24 @@ __all__ = ['METHOD_RNG', 'SMOOTHS', 'FUSES', 'CAM_METHODS', 'ATTENTION_METHODS',
            'AttentionHook', 'cam_maps', 'Concepts', 'head_after', 'deep_features', 'embedding_attributions',
            'integrated_gradients', 'token_occlusion', 'MODEL_KINDS', 'TASK_KINDS', 'ModelKind', 'ModelKinds',
            'model_kind', 'body_layer', 'mask_codes', 'class_vocab', 'TaskKind', 'TaskKinds', 'task_kind', 'class_probs',
-           'learner_augmentations', 'CAMCallback', 'CAM_VIEWS', 'show_cam_overlay', 'vocab_target', 'has_labels',
-           'CAMInterpretation', 'CAMView', 'text_cam_html', 'show_text_cam', 'BASELINES', 'ROAD_ORDERS',
-           'pointing_game', 'energy_pointing_game', 'baseline_input', 'softmax_probs', 'perturbation_curves',
-           'curve_auc', 'deletion_auc', 'insertion_auc', 'token_curves', 'token_pointing_game', 'average_drop',
-           'increase_in_confidence', 'noisy_linear_impute', 'road', 'sparseness', 'relevance_mass', 'relevance_rank',
-           'rank_correlation', 'ssim', 'cascade_blocks', 'model_randomisation', 'random_logit', 'CAMMonitor',
-           'save_gif', 'is_cat', 'synth_pets', 'item_boxes', 'trimap_masks', 'RecipeError', 'check_pets_folder',
-           'pets_images', 'pets_dls', 'find_arch', 'EpochLines', 'plain_epochs', 'recipe_accuracy', 'finish_recipe',
-           'one_line_errors', 'pets_recipe', 'summary', 'pets_cli', 'SHAPES', 'synth_shapes', 'shapes_dls',
-           'shape_masks', 'FILLER_WORDS', 'POSITIVE_WORDS', 'NEGATIVE_WORDS', 'TEXT_METHODS', 'POINTED',
-           'synth_reviews', 'text_pointing_game', 'review_dls', 'imdb_reviews', 'text_recipe', 'method_pointing',
-           'text_cli', 'SANITY_THRESHOLD', 'AUTO_METHODS', 'AUTO_ITEMS', 'sample_inputs', 'measure_cams', 'CAMChoice',
-           'choose_cam']
+           'learner_augmentations', 'CAMCallback', 'CAM_CMAP', 'CAM_ALPHA', 'CAM_VIEWS', 'cam_overlay',
+           'show_cam_overlay', 'vocab_target', 'has_labels', 'CAMInterpretation', 'CAMView', 'text_cam_html',
+           'show_text_cam', 'BASELINES', 'ROAD_ORDERS', 'pointing_game', 'energy_pointing_game', 'baseline_input',
+           'softmax_probs', 'perturbation_curves', 'curve_auc', 'deletion_auc', 'insertion_auc', 'token_curves',
+           'token_pointing_game', 'average_drop', 'increase_in_confidence', 'noisy_linear_impute', 'road', 'sparseness',
+           'relevance_mass', 'relevance_rank', 'rank_correlation', 'ssim', 'cascade_blocks', 'model_randomisation',
+           'random_logit', 'CAMMonitor', 'save_gif', 'is_cat', 'cat_or_dog', 'synth_pets', 'item_boxes', 'trimap_masks',
+           'RecipeError', 'check_pets_folder', 'pets_images', 'pets_dls', 'find_arch', 'EpochLines', 'plain_epochs',
+           'recipe_accuracy', 'finish_recipe', 'one_line_errors', 'load_exported', 'pets_recipe', 'summary', 'pets_cli',
+           'SHAPES', 'synth_shapes', 'shapes_dls', 'shape_masks', 'FILLER_WORDS', 'POSITIVE_WORDS', 'NEGATIVE_WORDS',
+           'TEXT_METHODS', 'POINTED', 'synth_reviews', 'text_pointing_game', 'review_dls', 'imdb_reviews',
+           'text_recipe', 'method_pointing', 'text_cli', 'SANITY_THRESHOLD', 'AUTO_METHODS', 'AUTO_ITEMS',
+           'sample_inputs', 'measure_cams', 'CAMChoice', 'choose_cam', 'image_uri', 'readable_images', 'audit_items',
+           'audit_cli', 'SPACE_APP', 'NotAnItem', 'explain_item', 'app_methods', 'app_layers', 'cam_app', 'app_cli',
+           'space_files']
 
 # %% ../nbs/99_all.ipynb #2e12ad88
-from . import core, callback, interpret, metrics, monitor, pets, shapes, text, trust
+from . import core, callback, interpret, metrics, monitor, pets, shapes, text, trust, audit, app
 from .core import *
 from .callback import *
 from .interpret import *
@@ -41,29 +43,33 @@ from .pets import *
 from .shapes import *
 from .text import *
 from .trust import *
+from .audit import *
+from .app import *
 
 # Written out, so that tools that do not run the module see the names too; a new public name goes here (checked below)
 _all_ = ['METHOD_RNG', 'SMOOTHS', 'FUSES', 'CAM_METHODS', 'ATTENTION_METHODS', 'TOKEN_METHODS', 'CAM_PARAMS',
          'AUGMENTATIONS', 'VIT_ZOOS', 'find_layer', 'unwrap_model', 'cam_head', 'finer_score', 'CAMMethod',
          'MethodNames', 'register_method', 'unregister_method', 'get_method', 'inference_state', 'rng_preserved',
          'locate_layer', 'resolve_targets', 'gt_masks', 'predicted_region', 'class_scores', 'take_items',
-         'normalize_maps', 'upsample_maps', 'channels_last', 'TokenGrid', 'token_grid', 'auto_layout',
-         'shared_docs', 'explains_several', 'CAMHook', 'CAMHooks', 'hook_layers', 'sscam_weights', 'iscam_weights',
+         'normalize_maps', 'upsample_maps', 'channels_last', 'TokenGrid', 'token_grid', 'auto_layout', 'shared_docs',
+         'explains_several', 'CAMHook', 'CAMHooks', 'hook_layers', 'sscam_weights', 'iscam_weights',
          'smoothgradcampp_weights', 'ablation_weights', 'guided_relus', 'guided_saliency', 'fullgrad_saliency',
          'ViTZoo', 'find_vit', 'vit_zoo', 'vit_blocks', 'rollout_rows', 'gradrollout_rows', 'legrad_rows',
          'AttentionHook', 'cam_maps', 'Concepts', 'head_after', 'deep_features', 'embedding_attributions',
          'integrated_gradients', 'token_occlusion', 'MODEL_KINDS', 'TASK_KINDS', 'ModelKind', 'ModelKinds',
          'model_kind', 'body_layer', 'mask_codes', 'class_vocab', 'TaskKind', 'TaskKinds', 'task_kind',
-         'class_probs', 'learner_augmentations', 'CAMCallback', 'CAM_VIEWS', 'show_cam_overlay', 'vocab_target',
-         'has_labels', 'CAMInterpretation', 'CAMView', 'text_cam_html', 'show_text_cam', 'BASELINES', 'ROAD_ORDERS',
-         'pointing_game', 'energy_pointing_game', 'baseline_input', 'softmax_probs', 'perturbation_curves',
-         'curve_auc', 'deletion_auc', 'insertion_auc', 'token_curves', 'token_pointing_game', 'average_drop',
-         'increase_in_confidence', 'noisy_linear_impute', 'road', 'sparseness', 'relevance_mass', 'relevance_rank',
-         'rank_correlation', 'ssim', 'cascade_blocks', 'model_randomisation', 'random_logit', 'CAMMonitor',
-         'save_gif', 'is_cat', 'synth_pets', 'item_boxes', 'trimap_masks', 'RecipeError', 'check_pets_folder',
-         'pets_images', 'pets_dls', 'find_arch', 'EpochLines', 'plain_epochs', 'recipe_accuracy', 'finish_recipe',
-         'one_line_errors', 'pets_recipe', 'summary', 'pets_cli', 'SHAPES', 'synth_shapes', 'shapes_dls',
-         'shape_masks', 'FILLER_WORDS', 'POSITIVE_WORDS', 'NEGATIVE_WORDS', 'TEXT_METHODS', 'POINTED',
-         'synth_reviews', 'text_pointing_game', 'review_dls', 'imdb_reviews', 'text_recipe', 'method_pointing',
-         'text_cli', 'SANITY_THRESHOLD', 'AUTO_METHODS', 'AUTO_ITEMS', 'sample_inputs', 'measure_cams', 'CAMChoice',
-         'choose_cam']
+         'class_probs', 'learner_augmentations', 'CAMCallback', 'CAM_CMAP', 'CAM_ALPHA', 'CAM_VIEWS', 'cam_overlay',
+         'show_cam_overlay', 'vocab_target', 'has_labels', 'CAMInterpretation', 'CAMView', 'text_cam_html',
+         'show_text_cam', 'BASELINES', 'ROAD_ORDERS', 'pointing_game', 'energy_pointing_game', 'baseline_input',
+         'softmax_probs', 'perturbation_curves', 'curve_auc', 'deletion_auc', 'insertion_auc', 'token_curves',
+         'token_pointing_game', 'average_drop', 'increase_in_confidence', 'noisy_linear_impute', 'road',
+         'sparseness', 'relevance_mass', 'relevance_rank', 'rank_correlation', 'ssim', 'cascade_blocks',
+         'model_randomisation', 'random_logit', 'CAMMonitor', 'save_gif', 'is_cat', 'cat_or_dog', 'synth_pets',
+         'item_boxes', 'trimap_masks', 'RecipeError', 'check_pets_folder', 'pets_images', 'pets_dls', 'find_arch',
+         'EpochLines', 'plain_epochs', 'recipe_accuracy', 'finish_recipe', 'one_line_errors', 'load_exported',
+         'pets_recipe', 'summary', 'pets_cli', 'SHAPES', 'synth_shapes', 'shapes_dls', 'shape_masks', 'FILLER_WORDS',
+         'POSITIVE_WORDS', 'NEGATIVE_WORDS', 'TEXT_METHODS', 'POINTED', 'synth_reviews', 'text_pointing_game',
+         'review_dls', 'imdb_reviews', 'text_recipe', 'method_pointing', 'text_cli', 'SANITY_THRESHOLD',
+         'AUTO_METHODS', 'AUTO_ITEMS', 'sample_inputs', 'measure_cams', 'CAMChoice', 'choose_cam', 'image_uri',
+         'readable_images', 'audit_items', 'audit_cli', 'SPACE_APP', 'NotAnItem', 'explain_item', 'app_methods',
+         'app_layers', 'cam_app', 'app_cli', 'space_files']

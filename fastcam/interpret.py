@@ -14,25 +14,50 @@ from dataclasses import dataclass
 from typing import Callable
 
 # %% auto #0
-__all__ = ['CAM_VIEWS', 'show_cam_overlay', 'vocab_target', 'has_labels', 'CAMInterpretation', 'CAMView', 'text_cam_html',
-           'show_text_cam']
+__all__ = ['CAM_CMAP', 'CAM_ALPHA', 'CAM_VIEWS', 'cam_overlay', 'show_cam_overlay', 'vocab_target', 'has_labels',
+           'CAMInterpretation', 'CAMView', 'text_cam_html', 'show_text_cam']
 
 # %% ../nbs/02_interpret.ipynb #6018fb31
+CAM_CMAP, CAM_ALPHA = 'spotlight', 0.75  # the maps' default drawing: chosen by looking at warm and cool objects
+
+def _rgb(img)->np.ndarray:
+    "`img` (`TensorImage` (c, h, w), PIL image or array; 0-255 or 0-1) as a float array (h, w, 3) in [0, 1]"
+    chw = isinstance(img, Tensor) and img.ndim == 3 and img.shape[0] in (1, 3)
+    a = np.asarray(img.detach().cpu().permute(1, 2, 0) if chw else img, dtype=np.float32)
+    if a.max() > 1: a = a / 255
+    if a.ndim == 2: a = a[..., None]
+    return np.repeat(a, 3, -1) if a.shape[-1] == 1 else a[..., :3]
+
+def _half_max_outline(m:np.ndarray)->np.ndarray:
+    "The pixels on the border of where `m` (h, w) is at least half its maximum"
+    hot = m >= 0.5
+    p = np.pad(hot, 1, mode='edge')
+    return hot & ~(p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:])
+
+def cam_overlay(img, # A decoded image: `TensorImage` (c, h, w), PIL image or array
+                cam_map:Tensor, # One raw map (h', w'), at any resolution
+                alpha:float=CAM_ALPHA, # How much the map dims the image where it is low (a colour map: its opacity)
+                cmap:str=CAM_CMAP, # `'spotlight'`, or a matplotlib colour map to blend in
+               )->np.ndarray:
+    "The pixels `(h, w, 3)` (uint8) of `img` with `cam_map` upsampled and laid exactly over it"
+    a = _rgb(img)
+    m = upsample_maps(normalize_maps(cam_map.detach().float().cpu()[None]), a.shape[:2])[0].numpy()
+    if cmap == 'spotlight':
+        out = a * (1 - alpha * (1 - m))[..., None]
+        out[_half_max_outline(m)] = 1.
+    else: out = (1 - alpha) * a + alpha * plt.get_cmap(cmap)(m)[..., :3]
+    return (out.clip(0, 1) * 255).round().astype(np.uint8)
+
 def show_cam_overlay(img, # A decoded image: `TensorImage` (c, h, w), PIL image or array
                      cam_map:Tensor, # One raw map (h', w'), at any resolution
                      ax=None, # Matplotlib axis to draw on
-                     alpha:float=0.6, # Opacity of the map
-                     cmap:str='magma', # Matplotlib colour map for the map
+                     alpha:float=CAM_ALPHA, # As in `cam_overlay`
+                     cmap:str=CAM_CMAP, # As in `cam_overlay`
                      title:str|None=None, # Title of the panel
                      **kwargs # Passed to `show_image`
                     ):
-    "Show `img` with `cam_map` upsampled and laid exactly over it; return the axis"
-    ax = show_image(img, ax=ax, title=title, **kwargs)
-    h, w = (img.shape[-2:] if isinstance(img, Tensor) and img.ndim == 3 and img.shape[0] in (1, 3)
-            else np.asarray(img).shape[:2])
-    m = upsample_maps(normalize_maps(cam_map.detach().float().cpu()[None]), (h, w))[0]
-    ax.imshow(m.numpy(), alpha=alpha, cmap=cmap, extent=(-0.5, w - 0.5, h - 0.5, -0.5), vmin=0, vmax=1)
-    return ax
+    "Show `img` with `cam_map` upsampled and laid exactly over it (`cam_overlay`); return the axis"
+    return show_image(cam_overlay(img, cam_map, alpha, cmap), ax=ax, title=title, **kwargs)
 
 # %% ../nbs/02_interpret.ipynb #3b13db4e
 def vocab_target(vocab, # The class names (`dls.vocab`, a segmentation's codes), or `None` (regression)
@@ -246,8 +271,8 @@ def plot_cam(self:CAMInterpretation,
              largest:bool=True, # Largest or smallest losses (without labels: least or most sure)
              idxs:list|None=None, # Items to show instead of the top losses
              target=None, # As `target` (see `CAM_PARAMS`); `None`: the interpretation's
-             alpha:float=0.6, # Opacity of the maps
-             cmap:str='magma', # Matplotlib colour map
+             alpha:float=CAM_ALPHA, # As in `cam_overlay`
+             cmap:str=CAM_CMAP, # As in `cam_overlay`
              nrows:int|None=None, # Rows of the grid (one item per row when comparing, or with several classes)
              figsize:tuple|None=None, # Figure size
              layers:list|None=None, # Layers to compare, one column each
@@ -391,8 +416,8 @@ def show_cam(self:Learner, item, # An item, as for `learn.predict`
              target=None, # As `target` (see `CAM_PARAMS`); `None`: the prediction
              layer:nn.Module|str|None=None, method:str|None=None,
              ax=None, # Matplotlib axis to draw on (one class only)
-             alpha:float=0.6, # Opacity of the map
-             cmap:str='magma', # Matplotlib colour map
+             alpha:float=CAM_ALPHA, # As in `cam_overlay`
+             cmap:str=CAM_CMAP, # As in `cam_overlay`
              reshape:Callable|None=None,
              **kwargs # Passed to `show_image` (text: `show_text_cam`)
             )->tuple:

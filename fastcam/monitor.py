@@ -11,7 +11,7 @@ from fastai.basics import *
 from .core import inference_state, rng_preserved, take_items, shared_docs, explains_several
 from .metrics import pointing_game
 from .callback import CAMCallback, model_kind
-from .interpret import show_cam_overlay, show_text_cam
+from .interpret import show_cam_overlay, show_text_cam, CAM_CMAP, CAM_ALPHA
 
 # %% auto #0
 __all__ = ['CAMMonitor', 'save_gif']
@@ -89,13 +89,13 @@ class CAMMonitor(Callback):
         self._in_fit = False
 
 # %% ../nbs/07_monitor.ipynb #02d9b542
-def _draw(monitor, i:int, j:int, ax, alpha=0.6, cmap='magma'):
+def _draw(monitor, i:int, j:int, ax, alpha=CAM_ALPHA, cmap=CAM_CMAP):
     "Record `i` of item `j`: the map over the image, or (text) the tokens shaded by it"
     m, title = monitor.maps[i][j], f"epoch {monitor.epochs[i]}: {monitor.probs[i][j]:.2f}"
     if monitor.tokens: return show_text_cam(str(monitor._images[j]).split(' '), m, ax, title=title, width=36)
     return show_cam_overlay(monitor._images[j], m, ax=ax, alpha=alpha, cmap=cmap, title=title)
 
-def _row_figure(monitor, i:int, alpha=0.6, cmap='magma'):
+def _row_figure(monitor, i:int, alpha=CAM_ALPHA, cmap=CAM_CMAP):
     "One record: the items in a row, each with its map"
     n = len(monitor._images)
     fig, axs = plt.subplots(1, n, figsize=(4 * n if monitor.tokens else 2.6 * n, 3), squeeze=False)
@@ -134,8 +134,8 @@ def save_gif(monitor:CAMMonitor, # A monitor that has recorded
 def plot_history(self:CAMMonitor,
                  boxes:Tensor|None=None, # Boxes `(items, 4)` in input pixels, for the pointing game per record
                  masks:Tensor|None=None, # Or masks `(items, H, W)`
-                 alpha:float=0.6, # Opacity of the maps
-                 cmap:str='magma', # Matplotlib colour map
+                 alpha:float=CAM_ALPHA, # As in `cam_overlay`
+                 cmap:str=CAM_CMAP, # As in `cam_overlay`
                 )->plt.Figure:
     "One row per item, one column per record (titled with epoch and probability); the pointing game per record below"
     hist, n_rec, n = self.history, len(self.maps), len(self._images)

@@ -6,7 +6,7 @@ Docs: https://fastcam.github.io/fastcam/pets.html.md"""
 
 # %% ../nbs/04_pets.ipynb #048dfc85
 from __future__ import annotations
-import argparse, colorsys, contextlib, json, sys, time, warnings, numpy as np
+import argparse, colorsys, contextlib, json, shutil, sys, time, warnings, numpy as np
 from typing import Annotated
 # fastai's import calls `torch.jit.script`, which this torch deprecates: keep that notice off the command line's screen
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
@@ -15,12 +15,13 @@ from PIL import Image, ImageDraw
 from fastai.vision.all import *
 
 # %% auto #0
-__all__ = ['is_cat', 'synth_pets', 'item_boxes', 'trimap_masks', 'RecipeError', 'check_pets_folder', 'pets_images', 'pets_dls',
-           'find_arch', 'EpochLines', 'plain_epochs', 'recipe_accuracy', 'finish_recipe', 'one_line_errors',
-           'pets_recipe', 'summary', 'pets_cli']
+__all__ = ['is_cat', 'cat_or_dog', 'synth_pets', 'item_boxes', 'trimap_masks', 'RecipeError', 'check_pets_folder', 'pets_images',
+           'pets_dls', 'find_arch', 'EpochLines', 'plain_epochs', 'recipe_accuracy', 'finish_recipe', 'one_line_errors',
+           'load_exported', 'pets_recipe', 'summary', 'pets_cli']
 
 # %% ../nbs/04_pets.ipynb #cd85900a
 def is_cat(x:str)->bool: return x[0].isupper()
+def cat_or_dog(x:str)->str: return 'cat' if is_cat(x) else 'dog'
 
 # %% ../nbs/04_pets.ipynb #7d0f013e
 _CAT_BREEDS, _DOG_BREEDS = ('Abyssinian', 'Bengal', 'Persian', 'Siamese'), ('beagle', 'boxer', 'pug', 'samoyed')
@@ -94,6 +95,8 @@ def trimap_masks(items:list, # PETS image files, e.g. `dl.items`
 # %% ../nbs/04_pets.ipynb #6ab44b7b
 from .core import find_layer, get_method, cam_head
 from .interpret import CAMInterpretation
+import fastcam.audit  # interp.audit
+from .app import space_files
 from .metrics import pointing_game, energy_pointing_game
 from .monitor import CAMMonitor
 
@@ -133,8 +136,8 @@ def pets_images(path:str|Path|None=None, # A folder of PETS images; default: `un
                           f"folder of PETS images, or --synthetic for the offline pets-like set") from e
 
 def pets_dls(path:Path, size:int=224, bs:int=64, num_workers:int|None=None)->DataLoaders:
-    "The book's `DataLoaders`: `is_cat` labels, 20% validation with seed 21, `Resize(size)`"
-    return ImageDataLoaders.from_name_func(path, get_image_files(path), valid_pct=0.2, seed=21, label_func=is_cat,
+    "The book's `DataLoaders`: `is_cat`'s rule named `cat`/`dog`, 20% validation with seed 21, `Resize(size)`"
+    return ImageDataLoaders.from_name_func(path, get_image_files(path), valid_pct=0.2, seed=21, label_func=cat_or_dog,
                                            item_tfms=Resize(size), bs=bs, num_workers=num_workers)
 
 def find_arch(name:str):
@@ -191,6 +194,19 @@ def one_line_errors(prog:str): # The command's name, as it starts the line
     except RecipeError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         sys.exit(2)
+
+# %% ../nbs/04_pets.ipynb #0a5e3c75
+def load_exported(fn:str|Path)->Learner:
+    "The learner that `learn.export()` wrote to `fn` (on the CPU), or a `RecipeError` saying why `fn` is not one"
+    p = Path(fn).expanduser()
+    if not p.is_file(): raise RecipeError(f"{p} is not a file: give the .pkl that learn.export() wrote")
+    try:
+        with warnings.catch_warnings():  # fastai's notice that pickles can run code: the user chose this file
+            warnings.filterwarnings('ignore', message='load_learner` uses Python')
+            learn = load_learner(p, cpu=True)
+    except Exception as e:
+        raise RecipeError(f"{p} is not a fastai learner that learn.export() wrote ({type(e).__name__}: {e})") from e
+    return learn
 
 # %% ../nbs/04_pets.ipynb #38011723
 def _gt(items, size):
@@ -250,6 +266,10 @@ def pets_recipe(path:Path, # Folder of images labelled like PETS
             fig = watch.plot_history(**{} if gt is None else {'boxes' if kind == 'boxes' else 'masks': gt_watch})
             fig.savefig(out/'monitor.png', dpi=70, bbox_inches='tight')
         plt.close('all')
+        interp.audit(out/'audit.html')
+    (out/'examples').mkdir(exist_ok=True)  # with app.py and requirements.txt: a Hugging Face Space, as it is
+    for f in dls.valid_ds.items[:4]: shutil.copy(f, out/'examples'/Path(f).name)
+    space_files(out)
     return learn, interp, finish_recipe(learn, out, metrics, start)
 
 # %% ../nbs/04_pets.ipynb #00c8a183
@@ -264,7 +284,8 @@ def summary(metrics:dict, out:Path, source:str)->str:
                      f"   ({m['method']} at layer {m['layer']}, against the objects' {m['ground_truth']})")
     else: lines.append(f"  maps: {m['method']} at layer {m['layer']} (no boxes or trimaps to score them against)")
     extra = ', monitor.png, monitor/cam_history.gif' if m.get('monitor') else ''
-    lines += [f"  wrote {out}/: learner.pkl, cam_gallery.png, layers.png, metrics.json{extra}",
+    lines += [f"  wrote {out}/: learner.pkl, audit.html, cam_gallery.png, layers.png, metrics.json{extra}",
+              f"  and a Hugging Face Space: app.py, requirements.txt, examples/ (python app.py serves it here)",
               f"  took {m['seconds']:.0f} s"]
     return '\n'.join(lines)
 

@@ -17,7 +17,7 @@ from fastprogress.fastprogress import progress_bar
 from .core import *
 from .metrics import *
 from .callback import model_kind, task_kind, class_probs, body_layer
-from .interpret import CAMInterpretation
+from .interpret import CAMInterpretation, CAM_CMAP, CAM_ALPHA
 
 # %% auto #0
 __all__ = ['SANITY_THRESHOLD', 'AUTO_METHODS', 'AUTO_ITEMS', 'sample_inputs', 'measure_cams', 'CAMChoice', 'choose_cam']
@@ -253,8 +253,8 @@ def plot_report_curves(self:CAMInterpretation, figsize:tuple=(10, 4))->plt.Figur
 def plot_report(self:CAMInterpretation,
                 k:int=3, # The report's first `k` items, one row each
                 top:int|None=6, # At most this many of the report's rows, best ranked first (`None`: all)
-                alpha:float=0.6, # Opacity of the maps
-                cmap:str='magma', # Matplotlib colour map
+                alpha:float=CAM_ALPHA, # As in `cam_overlay`
+                cmap:str=CAM_CMAP, # As in `cam_overlay`
                 figsize:tuple|None=None, # Figure size
                 **kwargs # Passed to `show_image` (text: `hide_special`, `width`)
                )->plt.Figure:

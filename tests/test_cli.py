@@ -14,7 +14,8 @@ def run_cli(*args, env=None, timeout=300):
 def test_smoke_synthetic(tmp_path):
     r = run_cli('--synthetic', '--out', tmp_path, '--n', 32, '--size', 64, '--epochs', 1, '--bs', 8)
     assert r.returncode == 0, r.stderr[-2000:]
-    for f in ('learner.pkl', 'cam_gallery.png', 'layers.png', 'metrics.json'): assert (tmp_path/f).stat().st_size > 0
+    for f in ('learner.pkl', 'cam_gallery.png', 'layers.png', 'metrics.json', 'audit.html', 'app.py', 'requirements.txt'):
+        assert (tmp_path/f).stat().st_size > 0
     m = json.loads((tmp_path/'metrics.json').read_text())
     assert {'error_rate', 'accuracy', 'pointing_game', 'energy_pointing_game', 'layer', 'method', 'arch'} <= set(m)
     assert m['layer'] == '0.6' and m['arch'] == 'resnet18' and m['ground_truth'] == 'boxes'
@@ -24,7 +25,7 @@ def test_smoke_synthetic(tmp_path):
     assert '\r' not in r.stdout and '%' not in r.stdout
     lines = r.stdout.splitlines()
     assert lines[0].split() == ['epoch', 'train_loss', 'valid_loss', 'error_rate', 'time']
-    assert lines[1].split()[0] == '0' and len(lines) == 1 + 1 + 5  # header, one epoch, the summary
+    assert lines[1].split()[0] == '0' and len(lines) == 1 + 1 + 6  # header, one epoch, the summary
     from fastai.learner import load_learner
     assert 'EpochLines' not in str(load_learner(tmp_path/'learner.pkl').cbs)  # the export has fastai's own bars
 
