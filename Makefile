@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.fastcam-installed
 
 
-.PHONY: test demo venv export export-check nbtest pytest bench bench-smoke readme clean
+.PHONY: test demo venv browser export export-check nbtest pytest bench bench-smoke readme clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -28,10 +28,19 @@ export-check: export
 
 # Two notebooks at a time on two cores: one torch thread each, or they fight over the cores
 nbtest: venv
-	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
+	GRADIO_ANALYTICS_ENABLED=False OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
 
-pytest: venv
-	$(BIN)/pytest tests -q -n 2 --dist loadfile
+# A real browser for tests/test_browser.py: Debian's chromium and chromedriver, installed where missing (as root, as in
+# CI); elsewhere the browser tests skip and say why
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    chromium chromium-driver >/dev/null || echo "browser: apt-get could not install chromium: the browser tests will skip"; \
+	else echo "browser: chromium is missing and this is not root with apt-get: the browser tests will skip"; fi
+
+pytest: venv browser
+	GRADIO_ANALYTICS_ENABLED=False $(BIN)/pytest tests -q -n 2 --dist loadfile
 
 test: export-check nbtest bench-smoke pytest
 
@@ -40,7 +49,8 @@ bench-smoke: venv
 	$(BIN)/python benchmarks/bench_cam.py --smoke
 	$(BIN)/python benchmarks/bench_methods.py --smoke
 
-# The recipes, offline: synthetic pets-like data, resnet18 from scratch; synthetic reviews, AWD-LSTM from scratch.
+# The recipes, offline: synthetic pets-like data, resnet18 from scratch (with demo_out/audit.html and a Space: app.py);
+# synthetic reviews, AWD-LSTM from scratch.
 demo: venv
 	$(BIN)/fastcam-pets --synthetic --monitor 4 --out demo_out
 	$(BIN)/fastcam-text --synthetic --out demo_out/text

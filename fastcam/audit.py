@@ -184,6 +184,8 @@ def _write_atomic(fn:Path, text:str):
     fd, tmp = tempfile.mkstemp(dir=fn.parent, prefix=f'.{fn.name}.', suffix='.tmp')
     try:
         with os.fdopen(fd, 'w', encoding='utf-8') as f: f.write(text)
+        umask = os.umask(0); os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as `open` would have made it (mkstemp's file is private)
         os.replace(tmp, fn)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -288,7 +290,7 @@ def audit_cli(model:str, # The exported learner (`learn.export()`), e.g. fastcam
             if method is not None: get_method(method)
         except ValueError as e: raise RecipeError(str(e)) from None
         dl, skipped = audit_items(learn, path, labelled, bs)
-        interp = CAMInterpretation.from_learner(learn, dl=dl, layer=layer, method=method)
+        with learn.no_bar(): interp = CAMInterpretation.from_learner(learn, dl=dl, layer=layer, method=method)
         fn = Path(out); fn.parent.mkdir(parents=True, exist_ok=True)
         interp.audit(fn, k, size, not no_sanity, skipped=skipped)
     n, kb = len(interp.preds), fn.stat().st_size / 1024

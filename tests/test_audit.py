@@ -68,24 +68,42 @@ def test_cli_labelled_folder_with_an_unreadable_image(exported, pets_path, tmp_p
     assert 'id="confusion"' in doc  # labelled by the learner's own label function
     assert re.search(r'wrote .*audit\.html: 6 items, 1 unreadable left out, \d+ KB', r.stdout)
 
-def test_cli_unlabelled_folder(exported, pets_path, tmp_path):
-    r = run_cli(exported, '--path', pets_path, '--out', tmp_path/'audit.html', '--no-sanity', '--size', 64)
-    assert r.returncode == 0, r.stderr[-2000:]
+def test_cli_unlabelled_folder(exported, pets_path, tmp_path, capsys):
+    from fastcam.audit import audit_cli
+    audit_cli.__wrapped__(exported, str(pets_path), out=str(tmp_path/'audit.html'), no_sanity=True, size=64)
+    assert 'fastcam-audit: wrote' in capsys.readouterr().out
     doc = (tmp_path/'audit.html').read_text()
     assert 'id="confusion"' not in doc and 'without labels' in doc and 'id="pred-' in doc
 
-@pytest.mark.parametrize('what, contains', [('not_a_learner', 'is not a fastai learner'), ('no_images', 'No image files'),
-                                            ('no_folder', 'is not a folder'), ('bad_layer', 'layer'),
-                                            ('no_path', 'keeps no items')])
-def test_cli_bad_input(what, contains, exported, tmp_path):
-    model, args = exported, []
-    if what == 'not_a_learner': model = tmp_path/'x.pkl'; model.write_text('hello')
-    if what == 'no_images': (tmp_path/'empty').mkdir(); args = ['--path', tmp_path/'empty']
-    if what == 'no_folder': args = ['--path', tmp_path/'nowhere']
-    if what == 'bad_layer': args = ['--path', tmp_path, '--layer', 'nope']
+def cli_error(capsys, **kw):
+    "`fastcam-audit`'s one-line error, run in this process (the command itself runs in the tests above)"
+    from fastcam.audit import audit_cli
+    with pytest.raises(SystemExit) as e: audit_cli.__wrapped__(**kw)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('fastcam-audit: error: '), err
+    return err[0]
+
+def test_cli_bad_input(exported, tmp_path, capsys):
     out = tmp_path/'audit.html'
-    r = run_cli(model, *args, '--out', out)
-    assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr[-2000:]
-    line = r.stderr.strip().splitlines()[-1]
-    assert line.startswith('fastcam-audit: error: ') and contains in line, line
-    assert not out.exists() and not list(tmp_path.glob('.audit.html.*'))  # nothing half-written
+    (tmp_path/'x.pkl').write_text('hello'); (tmp_path/'empty').mkdir()
+    for kw, contains in [(dict(model=tmp_path/'x.pkl'), 'is not a fastai learner'),
+                         (dict(path=tmp_path/'empty'), 'No image files'), (dict(path=tmp_path/'nowhere'), 'is not a folder'),
+                         (dict(path=tmp_path, layer='nope'), 'nope'), (dict(), 'keeps no items')]:
+        assert contains in cli_error(capsys, **{'model': exported, 'out': out, **kw}), kw
+        assert not out.exists() and not list(tmp_path.glob('.audit.html.*'))  # nothing half-written
+
+def test_cli_text_learner_from_a_csv(pets_path, shapes_path, tmp_path):
+    learn = KINDS['text'](pets_path, shapes_path)
+    learn.export(tmp_path/'text.pkl')
+    learn.dls.valid.items[['text', 'label']].to_csv(tmp_path/'reviews.csv', index=False)
+    r = run_cli(tmp_path/'text.pkl', '--path', tmp_path/'reviews.csv', '--labelled', '--out', tmp_path/'audit.html',
+                '--no-sanity')
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = (tmp_path/'audit.html').read_text()
+    assert doc.count(' id="item-') == len(learn.dls.valid_ds) and '<span title=' in doc and 'id="confusion"' in doc
+
+def test_cli_text_learner_wants_a_csv(pets_path, shapes_path, tmp_path, capsys):
+    learn = KINDS['text'](pets_path, shapes_path)
+    learn.export(tmp_path/'text.pkl')
+    assert 'a CSV file' in cli_error(capsys, model=tmp_path/'text.pkl', path=pets_path, out=tmp_path/'x.html')
