@@ -40,9 +40,12 @@ browser:
 	else echo "browser: chromium is missing and this is not root with apt-get: the browser tests will skip"; fi
 
 pytest: venv browser
-	GRADIO_ANALYTICS_ENABLED=False $(BIN)/pytest tests -q -n 2 --dist loadfile
+	GRADIO_ANALYTICS_ENABLED=False $(BIN)/pytest tests -q -n 2 --dist loadfile --durations=15
 
-test: export-check nbtest bench-smoke pytest
+# The browser's install (mostly download and unpacking) runs while the notebooks are tested
+test: export-check
+	@$(MAKE) -s browser > $(VENV)/browser.log 2>&1 & pid=$$!; \
+	  $(MAKE) nbtest bench-smoke; rc=$$?; wait $$pid; cat $(VENV)/browser.log; [ $$rc = 0 ] && $(MAKE) pytest
 
 # The benchmark is not a test: CI only checks that it still runs (bs 2, one repeat), never its timings.
 bench-smoke: venv

@@ -102,12 +102,13 @@ def _explained(self:CAMInterpretation)->str:
     "What was explained, and why that method and layer"
     cam, net = self.cam, unwrap_model(self.learn.model)
     choice = getattr(cam, 'choice', None)
+    kind = f"<code>{self.model_kind.name}</code>"
     if choice is not None:
         why = (f"chosen by <code>'auto'</code> (<code>choose_cam</code>): rank 1 of the {len(choice.table)} candidates "
                f"below, the most faithful of those that pass both sanity checks")
-    elif cam.method is None and cam.layer is None: why = f"the defaults of the <code>{self.model_kind.name}</code> model kind"
-    elif cam.method is None: why = f"layer as given; method the default of the <code>{self.model_kind.name}</code> kind"
-    elif cam.layer is None: why = f"method as given; layer the default of the <code>{self.model_kind.name}</code> kind"
+    elif cam.method is None and cam.layer is None: why = f"the defaults of the {kind} model kind"
+    elif cam.method is None: why = f"layer as given; method the default of the {kind} kind"
+    elif cam.layer is None: why = f"method as given; layer the default of the {kind} kind"
     else: why = "as given"
     rows = [('model', f"{type(net).__name__}, {sum(p.numel() for p in net.parameters()):,} parameters"),
             ('model kind / task', f"{self.model_kind.name} / {self.kind.name}"),
@@ -232,7 +233,8 @@ def readable_images(files:list)->tuple[list, list]:
         try:
             with Image.open(f) as im: im.convert('RGB')  # decodes every pixel: a truncated file fails here
             ok.append(f)
-        except (OSError, ValueError, Image.DecompressionBombError) as e: bad.append((Path(f).name, f"{type(e).__name__}: {e}"))
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            bad.append((Path(f).name, f"{type(e).__name__}: {e}"))
     return ok, bad
 
 def audit_items(learn:Learner, # The learner whose transforms make the batches

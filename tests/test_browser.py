@@ -108,3 +108,11 @@ def test_space_runs_as_written(recipe, tmp_path):
         assert scores['label'] == str(learn.predict(item)[0])
     finally:
         proc.terminate(); proc.wait(30)
+
+def test_app_cli_bad_model(tmp_path, capsys):
+    from fastcam.app import app_cli
+    (tmp_path/'x.pkl').write_text('hello')
+    with pytest.raises(SystemExit) as e: app_cli.__wrapped__(str(tmp_path/'x.pkl'))
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('fastcam-app: error: ') and 'is not a fastai learner' in err[0], err
