@@ -12,7 +12,8 @@ from PIL import Image
 from fastai.vision.all import *
 from .core import unwrap_model, explains_several, take_items
 from .callback import model_kind
-from .interpret import CAMInterpretation, cam_overlay, text_cam_html, _token_panels, _rgb, _cam_free
+from .interpret import (CAMInterpretation, cam_overlay, text_cam_html, _token_panels, _rgb, _cam_free,
+                               _classes_explained)
 import fastcam.trust  # sanity_checks
 
 # %% auto #0
@@ -63,7 +64,7 @@ def _panels(self:CAMInterpretation, j:int, i:int, maps, t)->list:
     "`(map, caption)` of each panel of item `i` (the `j`-th of `maps` and `t`)"
     view = self._view()
     if not explains_several(t): return [(maps[j], view.item(self, i, int(t[j])))]
-    classes = list(range(len(maps[j]))) if t is None else t[j].nonzero()[:, 0].tolist()
+    classes = _classes_explained(len(maps[j]), None if t is None else t[j])
     head = view.item(self, i, None)
     if not classes: return [(None, head + '\n(no class to explain)')]
     return [(maps[j][c], f"{head}\n{view.panel(self, i, c)}") for c in classes]

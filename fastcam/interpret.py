@@ -23,8 +23,8 @@ CAM_CMAP, CAM_ALPHA = 'spotlight', 0.75  # the maps' default drawing: chosen by 
 def _rgb(img)->np.ndarray:
     "`img` (`TensorImage` (c, h, w), PIL image or array; 0-255 or 0-1) as a float array (h, w, 3) in [0, 1]"
     chw = isinstance(img, Tensor) and img.ndim == 3 and img.shape[0] in (1, 3)
-    a = np.asarray(img.detach().cpu().permute(1, 2, 0) if chw else img, dtype=np.float32)
-    if a.max() > 1: a = a / 255
+    a = np.asarray(img.detach().cpu().permute(1, 2, 0) if chw else img)
+    a = a.astype(np.float32) / (255 if a.dtype == np.uint8 or a.max() > 1 else 1)  # uint8 is 0-255, even if dark
     if a.ndim == 2: a = a[..., None]
     return np.repeat(a, 3, -1) if a.shape[-1] == 1 else a[..., :3]
 
@@ -199,6 +199,9 @@ def item_maps(self:CAMInterpretation, idxs:list, layer=None, method:str|None=Non
 
 # %% ../nbs/02_interpret.ipynb #5c0e7a19
 def _names(vocab, mask): return ', '.join(str(v) for v, m in zip(vocab, mask) if m) or '(none)'
+def _classes_explained(n:int, t:Tensor|None)->list:
+    "The classes of `n` that `t` (one item's mask of the classes explained, or `None` for all) explains"
+    return list(range(n)) if t is None else t.nonzero()[:, 0].tolist()
 def _prob(interp, i, c): return f"{interp.vocab[c]} ({interp.preds[i, c].item():.2f})"
 def _value(t, c=0): return t.flatten()[c].item()
 
@@ -317,7 +320,7 @@ def _plot_classes(self:CAMInterpretation, idxs, cams, cols, view, title, alpha, 
     if len(cols) > 1: raise ValueError("layers= and methods= compare one map per item; this target explains several "
                                        "classes per item: pass one class as target= (a vocab label or index) to compare")
     maps, targets = cams[0]
-    classes = [list(range(maps.shape[1])) if targets is None else targets[j].nonzero()[:, 0].tolist()
+    classes = [_classes_explained(maps.shape[1], None if targets is None else targets[j])
                for j in range(len(idxs))]
     ncols = max(1, *map(len, classes))
     fig, axs = get_grid(len(idxs) * ncols, nrows=len(idxs), ncols=ncols, return_fig=True, title=title,
@@ -387,7 +390,7 @@ def _predict_cam(self:Learner, item, target, layer, method, reshape, region=None
 
 def _by_class(maps, t, vocab)->dict:
     "`{class name (or output index): map}` of the classes that `t` (a mask, or `None` for all) explains"
-    return {(vocab[c] if vocab is not None else c): maps[c] for c in range(len(maps)) if t is None or t[c]}
+    return {(vocab[c] if vocab is not None else c): maps[c] for c in _classes_explained(len(maps), t)}
 
 @patch
 @shared_docs
@@ -433,7 +436,7 @@ def show_cam(self:Learner, item, # An item, as for `learn.predict`
     if not explains_several(t):
         show_cam_overlay(inp, m, ax=ax, alpha=alpha, cmap=cmap, title=_class_title(vocab, probs, int(t)), **kwargs)
         return label, probs, m
-    classes = [c for c in range(len(m)) if t is None or t[c]]
+    classes = _classes_explained(len(m), t)
     if ax is not None and len(classes) > 1:
         raise ValueError(f"{len(classes)} classes are explained, one panel each: pass no ax=")
     axs = [ax] if ax is not None else get_grid(max(1, len(classes)), nrows=1, figsize=(3 * max(1, len(classes)), 3.4))
