@@ -2,9 +2,10 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fastcam-installed
+NBRUN := $(VENV)/nbrun
 
 
-.PHONY: test demo venv browser export export-check nbtest pytest bench bench-smoke readme clean
+.PHONY: test demo venv browser export export-check nbtest notebooks docs pytest bench bench-smoke readme clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -26,9 +27,24 @@ export-check: export
 	@if ! git diff --quiet -- README.md; then \
 	  echo "ERROR: README.md is out of sync with nbs/index.ipynb: run 'make readme' and commit." >&2; exit 1; fi
 
-# Two notebooks at a time on two cores: one torch thread each, or they fight over the cores
+# Two notebooks at a time on two cores: one torch thread each, or they fight over the cores. They run on a copy,
+# which keeps its outputs, so that a cell that draws without a stored output fails (the docs show stored outputs)
+# and testing never rewrites nbs/.
+NBTEST := GRADIO_ANALYTICS_ENABLED=False OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2 --save
 nbtest: venv
-	GRADIO_ANALYTICS_ENABLED=False OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
+	rm -rf $(NBRUN) && mkdir -p $(NBRUN) && cp -r nbs $(NBRUN)/ && ln -s ../../README.md ../../benchmarks $(NBRUN)/
+	$(NBTEST) $(NBRUN)/nbs
+	$(BIN)/python tools/check_outputs.py $(NBRUN)/nbs nbs
+
+# Run every notebook offline on synthetic data and store its outputs in nbs/ (cells flagged `pets`, which need the
+# real PETS download, keep theirs)
+notebooks: venv
+	$(NBTEST)
+	$(BIN)/nbdev-clean
+
+# The docs site, from the notebooks' stored outputs: _site/index.html (open it from disk, or serve _site/)
+docs: venv
+	$(BIN)/python tools/make_docs.py --out _site
 
 # A real browser for tests/test_browser.py: Debian's chromium and chromedriver, installed where missing (as root, as in
 # CI); elsewhere the browser tests skip and say why
