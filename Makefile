@@ -32,7 +32,8 @@ export-check: export
 # and testing never rewrites nbs/.
 NBTEST := GRADIO_ANALYTICS_ENABLED=False OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2 --save
 nbtest: venv
-	rm -rf $(NBRUN) && mkdir -p $(NBRUN) && cp -r nbs $(NBRUN)/ && ln -s ../../README.md ../../benchmarks $(NBRUN)/
+	rm -rf $(NBRUN) && mkdir -p $(NBRUN) && cp -r nbs $(NBRUN)/
+	ln -s ../../README.md ../../benchmarks $(NBRUN)/  # what index.ipynb reads from ../
 	$(NBTEST) $(NBRUN)/nbs
 	$(BIN)/python tools/check_outputs.py $(NBRUN)/nbs nbs
 

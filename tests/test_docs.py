@@ -67,8 +67,12 @@ def test_site_pages(site):
         assert s in api, s
     assert 'id="learner.show_cam"' in (site/'api'/'interpret.html').read_text()  # a method patched onto fastai's
     assert '#| export' not in (site/'core.html').read_text()
-    shapes = (site/'shapes.html').read_text()
-    assert shapes.count('<img') >= 5 and 'shapes_files/' in shapes  # the notebook's stored pictures, on its page
+    for nb, page in zip(nbs, pages):  # every picture a notebook stored (outside its hidden cells) is on its page
+        cells = [c for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code'
+                 and '#| hide' not in ''.join(c['source'])]
+        n = sum(any(k.startswith('image/') for k in o.get('data', {})) for c in cells for o in c.get('outputs', []))
+        assert (site/f'{page}.html').read_text().count(f'src="{page}_files/') == n, (page, n)
+    assert (site/'shapes.html').read_text().count('src="shapes_files/') >= 5
 
 def test_module_docs_links(site):
     "Each module docstring's `Docs:` link, the `Documentation` URL of pyproject.toml + a page, is a page of the site"
@@ -129,8 +133,9 @@ def test_search_and_screenshots(served, chrome):
 def test_drawing_cells_need_stored_outputs(tmp_path):
     "The check `make test` runs after the notebooks: a cell whose run drew what its stored notebook lacks is named"
     def nb(*outputs):
-        return {'cells': [{'cell_type': 'code', 'id': 'a1', 'source': ['plt.plot([1, 2])'], 'outputs': list(outputs),
-                           'metadata': {}, 'execution_count': None}], 'metadata': {}, 'nbformat': 4, 'nbformat_minor': 5}
+        cell = {'cell_type': 'code', 'id': 'a1', 'source': ['plt.plot([1, 2])'], 'outputs': list(outputs),
+                'metadata': {}, 'execution_count': None}
+        return {'cells': [cell], 'metadata': {}, 'nbformat': 4, 'nbformat_minor': 5}
     png = {'output_type': 'display_data', 'data': {'image/png': 'iVBOR', 'text/plain': '<Figure>'}, 'metadata': {}}
     (tmp_path/'run').mkdir(); (tmp_path/'nbs').mkdir()
     (tmp_path/'run'/'x.ipynb').write_text(json.dumps(nb(png)))

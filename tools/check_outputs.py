@@ -20,13 +20,13 @@ def missing(run: Path, stored: Path) -> list[str]:
         for i, c in enumerate(json.loads(nb.read_text())['cells']):
             if lack := drawn(c) - kept.get(c.get('id'), set()):
                 src = ''.join(c['source']).strip().splitlines()
-                res.append(f"{stored/nb.name} cell {i} ({src[-1][:60] if src else ''!r}) draws {', '.join(sorted(lack))}"
-                           " but has no such stored output")
+                res.append(f"{stored/nb.name} cell {i} ({src[-1][:60] if src else ''!r}) draws "
+                           f"{', '.join(sorted(lack))} but has no such stored output")
     return res
 
 if __name__ == '__main__':
     run, stored = map(Path, sys.argv[1:3])
     if lines := missing(run, stored):
-        sys.exit('\n'.join(lines) + f"\nERROR: {len(lines)} drawing cell(s) without stored outputs: run 'make notebooks'"
-                 " and commit the notebooks.")
+        sys.exit('\n'.join(lines) + f"\nERROR: {len(lines)} drawing cell(s) without stored outputs: run "
+                 "'make notebooks' and commit the notebooks.")
     print(f'check_outputs: every drawing cell of {stored}/ has its output stored')

@@ -1,11 +1,12 @@
 """Build the docs site from the notebooks with MkDocs (Material), no Quarto: `python tools/make_docs.py [--out _site]`.
 
-Home is the README; then one page per notebook in `nbs/`, in their order, with their prose, code and stored outputs
-(`make notebooks` refreshes those); an API page per module from the docments, as nbdev's `show_doc` gives them; the
-benchmark write-ups. Pages are named as nbdev names them (`00_core.ipynb` -> `core.html`), so the `Docs:` link that
+Home is the README's content (`nbs/index.ipynb`, which `make readme` writes it from, with its outputs); then one
+page per notebook in `nbs/`, in their order, with their prose, code and stored outputs (`make notebooks` refreshes
+those); an API page per module from the docments, as nbdev's `show_doc` gives them; the benchmark write-ups.
+Pages are named as nbdev names them (`00_core.ipynb` -> `core.html`), so the `Docs:` link that
 `nbdev-export` ends each module docstring with (the `Documentation` URL of `pyproject.toml` + `core.html.md`) is a
 page of this site: each page's markdown is written beside it as `<page>.html.md`."""
-import argparse, base64, importlib, inspect, json, re, shutil, sys, tomllib
+import argparse, base64, importlib, inspect, json, re, shutil, tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,8 +18,9 @@ def project_urls() -> dict:
     return tomllib.loads((ROOT/'pyproject.toml').read_text())['project']['urls']
 
 def page_name(nb: Path) -> str:
-    "nbdev's page name of a notebook: `00_core.ipynb` -> `core`"
-    return re.sub(r'^\d+_', '', nb.stem)
+    "nbdev's page name of a notebook, as in the `Docs:` links it writes: `00_core.ipynb` -> `core`"
+    from nbdev.config import nbpath2html
+    return nbpath2html(nb).stem
 
 def notebooks() -> list[Path]:
     "The notebooks that become pages after the home page, in their order"
@@ -41,7 +43,8 @@ def rewrite_links(md: str, repo: str, prefix: str = '') -> str:
         path, _, anchor = url.partition('#')
         p = Path(path)
         if p.suffix == '.ipynb': new = f'{prefix}{page_name(p)}.md'
-        elif path.startswith(('images/', 'benchmarks/')) and p.suffix in ('.png', '.md', '.gif', '.jpg'): new = prefix + path
+        elif path.startswith(('images/', 'benchmarks/')) and p.suffix in ('.png', '.md', '.gif', '.jpg'):
+            new = prefix + path  # the site holds these
         else: new = f'{repo}/blob/main/{path}'
         return f'[{text}]({new}{"#" + anchor if anchor else ""})'
     return re.sub(r'\[([^\]]*)\]\(([^)\s]+)\)', fix, md)
@@ -52,7 +55,7 @@ def fenced(text: str, lang: str = 'text') -> str:
 
 def stream_text(text: str) -> str:
     "A stream as a terminal shows it: ANSI codes out, a line rewritten by `\\r` (progress bars) as its last state"
-    return '\n'.join(l.split('\r')[-1] for l in ANSI.sub('', text).split('\n'))
+    return '\n'.join(([s for s in l.split('\r') if s] or [''])[-1] for l in ANSI.sub('', text).split('\n'))
 
 WARNING = re.compile(r'^\S+\.py:\d+: \w*Warning: .*(\n[ \t]+.*)*\n?', re.M)
 
@@ -116,7 +119,8 @@ def _line(o) -> int | None:
 
 def public_names(mod) -> list[tuple[str, str]]:
     """`(name, anchor)` of every public name of `mod`, in source order: its `__all__`, the public methods of its
-    classes, and the methods it patches onto other classes (`Learner.show_cam`); anchors as nbdev's `_modidx` has them"""
+    classes, and the methods it patches onto other classes (`Learner.show_cam`); anchors as nbdev's `_modidx` has
+    them"""
     from fastcam._modidx import d
     syms, exported = d['syms'].get(mod.__name__, {}), set(mod.__all__)
     names = []
