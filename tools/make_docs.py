@@ -53,11 +53,15 @@ def fenced(text: str, lang: str = 'text') -> str:
     fence = '````' if '```' in text else '```'
     return f'{fence}{lang}\n{text.rstrip()}\n{fence}'
 
-def stream_text(text: str) -> str:
-    "A stream as a terminal shows it: ANSI codes out, a line rewritten by `\\r` (progress bars) as its last state"
-    return '\n'.join(([s for s in l.split('\r') if s] or [''])[-1] for l in ANSI.sub('', text).split('\n'))
+PROGRESS = re.compile(r'\|[█-]*\| *\d+\.\d+% \[')  # a fastprogress bar, as a console shows it
 
-WARNING = re.compile(r'^\S+\.py:\d+: \w*Warning: .*(\n[ \t]+.*)*\n?', re.M)
+def stream_text(text: str) -> str:
+    """A stream as a terminal leaves it: ANSI codes out, each line as `\\r` last rewrote it, progress bars (which a
+    page cannot animate) out"""
+    lines = (([s for s in l.split('\r') if s] or [''])[-1] for l in ANSI.sub('', text).split('\n'))
+    return '\n'.join(l for l in lines if l.strip(' █') and not PROGRESS.search(l))
+
+WARNING = re.compile(r'^\S+:\d+: \w*Warning: .*(\n[ \t]+.*)*\n?', re.M)
 
 def output_md(out: dict, files: Path, stem: str) -> str:
     "Markdown for one stored output; pictures are written to `files` and linked; libraries' warnings are left out"
