@@ -158,17 +158,18 @@ def symbol_md(mod, dotted: str, anchor: str, repo: str) -> str:
     head = f'### {dotted} {{#{anchor} data-toc-label="{dotted}"}}'
     if not callable(o): return f'{head}\n\n{_value(dotted, o)}'
     md = show_doc(o, name=dotted, renderer=BasicMarkdownRenderer)._repr_markdown_()
-    md = re.sub(r'^---\s*\n', '', md.lstrip())
-    md = re.sub(r'^\[source\]\([^)]*\)\{[^}]*\}\s*\n', '', md)  # a Quarto link, and with no line number
-    md = re.sub(r'^#+ .*\n', '', md.lstrip())
-    if inspect.isclass(o): md = md.replace(f'def {dotted.split(".")[-1]}(', f'class {dotted.split(".")[-1]}(', 1)
+    sig = re.search(r'```python\n.*?\n```', md, re.S).group(0)  # the signature, each parameter with its docment
+    if inspect.isclass(o): sig = sig.replace(f'def {dotted.split(".")[-1]}(', f'class {dotted.split(".")[-1]}(', 1)
+    # the docstring without the numpy-style Parameters section `help()` gets: the docments above say it
+    doc = inspect.cleandoc(re.split(r'\n\s*Parameters\n-{3,}\n', inspect.getdoc(o) or '')[0])
     line, src = _line(o), inspect.getsourcefile(inspect.unwrap(o))
     link = ''
     if line and src and Path(src).resolve().is_relative_to(ROOT):
         link = f'\n\n[source]({repo}/blob/main/{Path(src).resolve().relative_to(ROOT)}#L{line})'
-    return f'{head}\n\n{md.strip()}{link}'
+    return f'{head}\n\n{sig}\n\n{doc}{link}'
 
 def api_md(modname: str, repo: str) -> str:
+    "The API page of module `modname`: its summary, then an entry per public name"
     mod = importlib.import_module(f'{LIB}.{modname}')
     summary = (mod.__doc__ or '').split('\n\nDocs:')[0].strip()
     items = [symbol_md(mod, n, a, repo) for n, a in public_names(mod)]
@@ -199,8 +200,7 @@ def write_sources(src: Path, repo: str) -> list:
             api.append({f'{LIB}.{name}': f'api/{name}.md'})
     (src/'stylesheets').mkdir()
     (src/'stylesheets'/'fastcam.css').write_text(CSS)
-    return [{'Home': 'index.md'}, {'Notebooks': guide}, {'API': api},
-            {'Benchmarks': bench_nav}]
+    return [{'Home': 'index.md'}, {'Notebooks': guide}, {'API': api}, {'Benchmarks': bench_nav}]
 
 CSS = """.nb-output { overflow-x: auto; margin: 0 0 1em; }
 .nb-output table { font-size: .75rem; }
