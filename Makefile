@@ -30,7 +30,7 @@ export-check: export
 # Two notebooks at a time on two cores: one torch thread each, or they fight over the cores. They run on a copy,
 # which keeps its outputs, so that a cell that draws without a stored output fails (the docs show stored outputs)
 # and testing never rewrites nbs/.
-NBTEST := GRADIO_ANALYTICS_ENABLED=False OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2 --save
+NBTEST := GRADIO_ANALYTICS_ENABLED=False OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2 --save --timing
 nbtest: venv
 	rm -rf $(NBRUN) && mkdir -p $(NBRUN) && cp -r nbs $(NBRUN)/
 	ln -s ../../README.md ../../benchmarks $(NBRUN)/  # what index.ipynb reads from ../
