@@ -84,4 +84,4 @@ readme:
 	python3 tools/make_readme.py
 
 clean:
-	rm -rf $(VENV) demo_out
+	rm -rf $(VENV) demo_out _docs _site

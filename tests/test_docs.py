@@ -69,7 +69,9 @@ def test_site_pages(site):
         assert s in api, s
     assert 'id="learner.show_cam"' in (site/'api'/'interpret.html').read_text()  # a method patched onto fastai's
     assert '#| export' not in (site/'core.html').read_text()
-    for nb, page in zip(nbs, pages):  # every picture a notebook stored (outside its hidden cells) is on its page
+    assert all((site/'benchmarks'/f'{p.stem}.html').exists() for p in (ROOT/'benchmarks').glob('*.md'))
+    # every picture a notebook stored (outside its hidden cells) is on its page, the README's on the home page
+    for nb, page in zip([*nbs, ROOT/'nbs'/'index.ipynb'], [*pages, 'index']):
         cells = [c for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code'
                  and '#| hide' not in ''.join(c['source'])]
         n = sum(any(k.startswith('image/') for k in o.get('data', {})) for c in cells for o in c.get('outputs', []))
@@ -78,13 +80,10 @@ def test_site_pages(site):
 
 def test_module_docs_links(site):
     "Each module docstring's `Docs:` link, the `Documentation` URL of pyproject.toml + a page, is a page of the site"
-    base = DOCS_URL
-    mods = [m.name for m in pkgutil.iter_modules(fastcam.__path__) if not m.name.startswith('_')]
-    for m in mods:
-        doc = importlib.import_module(f'fastcam.{m}').__doc__
-        url = doc.rsplit('Docs:', 1)[1].strip()
-        assert url.startswith(base), (m, url)
-        assert (site/url[len(base):]).is_file(), (m, url)
+    for m in [m.name for m in pkgutil.iter_modules(fastcam.__path__) if not m.name.startswith('_')]:
+        url = importlib.import_module(f'fastcam.{m}').__doc__.rsplit('Docs:', 1)[1].strip()
+        assert url.startswith(DOCS_URL), (m, url)
+        assert (site/url[len(DOCS_URL):]).is_file(), (m, url)
 
 def test_every_page_in_the_browser(served, chrome):
     "Every page: no console error, every image decoded, every internal link to a page and anchor that exist"
@@ -113,7 +112,7 @@ def test_every_page_in_the_browser(served, chrome):
     assert not errors, errors
 
 def test_search_and_screenshots(served, chrome):
-    "The search finds `CAMCallback` and leads to its entry; screenshots of the home page and an API page"
+    "The search finds `CAMCallback` on its API page; screenshots of the home page and of that entry"
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
     site, url = served
