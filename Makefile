@@ -37,10 +37,11 @@ nbtest: venv
 	$(NBTEST) $(NBRUN)/nbs
 	$(BIN)/python tools/check_outputs.py $(NBRUN)/nbs nbs
 
-# Run every notebook offline on synthetic data and store its outputs in nbs/ (cells flagged `pets`, which need the
-# real PETS download, keep theirs)
+# Run every notebook offline on synthetic data and store its outputs in nbs/, the `slow` cells (measurements over
+# several trained models, which nbtest skips) included; cells flagged `pets`, which need the real PETS download, keep
+# theirs
 notebooks: venv
-	$(NBTEST)
+	$(NBTEST) --flags slow
 	$(BIN)/nbdev-clean
 
 # The docs site, from the notebooks' stored outputs: _site/index.html (open it from disk, or serve _site/)
