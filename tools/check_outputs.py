@@ -25,6 +25,8 @@ def missing(run: Path, stored: Path) -> list[str]:
     return res
 
 if __name__ == '__main__':
+    if len(sys.argv) != 3 or not all(Path(a).is_dir() for a in sys.argv[1:]):
+        sys.exit(f"usage: python tools/check_outputs.py RUN STORED (two folders of notebooks), not {sys.argv[1:]}")
     run, stored = map(Path, sys.argv[1:3])
     if lines := missing(run, stored):
         sys.exit('\n'.join(lines) + f"\nERROR: {len(lines)} drawing cell(s) without stored outputs: run "
