@@ -12,8 +12,9 @@ import torch
 from fastai.vision.all import create_vision_model, resnet34, resnet18, set_seed
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_cam import paired, fmt as _fmt, _status, SEED, THREADS
-from fastcam.core import cam_maps, CAM_METHODS, ATTENTION_METHODS, get_method, register_method, CAMMethod, _cam
-from fastcam.core import sscam_weights, iscam_weights
+from fastcam.hooks import cam_maps
+from fastcam.methods import CAM_METHODS, ATTENTION_METHODS, get_method, register_method, CAMMethod, _cam
+from fastcam.perturb import sscam_weights, iscam_weights
 
 PERTURB = ('scorecam', 'sscam', 'iscam', 'ablationcam')
 VIT_ROWS = ('gradcam@vit', *ATTENTION_METHODS)  # on a ViT-S/16: Grad-CAM at the last block's norm, the attention methods

@@ -2,7 +2,7 @@ import os, tempfile, numpy as np, pytest, torch
 from pathlib import Path
 from fastai.vision.all import (ImageDataLoaders, get_image_files, vision_learner, resnet18, error_rate, set_seed,
                                Callback, accuracy)
-from fastcam.pets import synth_pets, is_cat
+from fastcam.data import synth_pets, is_cat
 
 # Two cores: two threads, or one per worker where pytest-xdist runs two
 torch.set_num_threads(1 if int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', 1)) > 1 else 2)

@@ -4,7 +4,10 @@ block's input; the model left exactly as it was; inside fastai's get_preds."""
 import copy, pytest, torch
 from torch import nn
 from torchvision.models import vit_b_16
-from fastcam.core import cam_maps, normalize_maps, AttentionHook, ATTENTION_METHODS
+from fastcam.hooks import cam_maps
+from fastcam.core import normalize_maps
+from fastcam.vit import AttentionHook
+from fastcam.methods import ATTENTION_METHODS
 from conftest import no_hooks
 
 timm = pytest.importorskip('timm', reason='timm is an optional extra: pip install fastcam[timm]')
@@ -118,7 +121,7 @@ def test_every_zoo_inside_get_preds(pets_path, arch):
     "Class, distillation and register tokens, rotary and relative position biases, a non-square grid: no reshape="
     from fastai.vision.all import ImageDataLoaders, get_image_files, Resize, vision_learner, set_seed
     from fastcam.callback import CAMCallback
-    from fastcam.pets import is_cat
+    from fastcam.data import is_cat
     size = ZOOS[arch]['img_size']
     dls = ImageDataLoaders.from_name_func(pets_path, get_image_files(pets_path)[:16], valid_pct=0.5, seed=0,
                                           label_func=is_cat, item_tfms=Resize(size), bs=4, num_workers=0)
@@ -138,7 +141,7 @@ def test_every_zoo_inside_get_preds(pets_path, arch):
 def test_an_exception_leaves_the_learner_as_it_was(pets_path):
     from fastai.vision.all import ImageDataLoaders, get_image_files, Resize, vision_learner, set_seed
     from fastcam.callback import CAMCallback
-    from fastcam.pets import is_cat
+    from fastcam.data import is_cat
     from conftest import Boom
     dls = ImageDataLoaders.from_name_func(pets_path, get_image_files(pets_path)[:8], valid_pct=0.5, seed=0,
                                           label_func=is_cat, item_tfms=Resize(32), bs=4, num_workers=0)
@@ -162,7 +165,7 @@ def test_swin(pets_path):
     from fastai.vision.all import ImageDataLoaders, get_image_files, Resize, vision_learner, Learner
     from fastai.callback.progress import ProgressCallback
     from fastcam.callback import CAMCallback
-    from fastcam.pets import is_cat
+    from fastcam.data import is_cat
     dls = ImageDataLoaders.from_name_func(pets_path, get_image_files(pets_path)[:8], valid_pct=0.5, seed=0,
                                           label_func=is_cat, item_tfms=Resize(64), bs=4, num_workers=0)
     kw = dict(img_size=64, window_size=4)
@@ -181,7 +184,7 @@ def test_torchvision_vit_in_a_learner(pets_path):
     from fastai.callback.progress import ProgressCallback
     from torchvision.models import VisionTransformer
     from fastcam.callback import CAMCallback
-    from fastcam.pets import is_cat
+    from fastcam.data import is_cat
     dls = ImageDataLoaders.from_name_func(pets_path, get_image_files(pets_path)[:8], valid_pct=0.5, seed=0,
                                           label_func=is_cat, item_tfms=Resize(32), bs=4, num_workers=0)
     torch.manual_seed(0)

@@ -5,13 +5,15 @@ import copy
 from types import SimpleNamespace
 import pytest, torch, torch.nn as nn
 from fastai.vision.all import resnet18, Tensor, DynamicUnet, create_body
-from fastcam.core import cam_maps
+from fastcam.hooks import cam_maps
 from fastcam.metrics import perturbation_curves, curve_auc, token_curves, _copy
-from fastcam.callback import CAMCallback, class_probs
+from fastcam.callback import CAMCallback
+from fastcam.kinds import class_probs
 from fastcam.interpret import CAMInterpretation
 from fastcam.monitor import CAMMonitor
-import fastcam.trust as trust
-from fastcam.trust import choose_cam
+import fastcam.choose as choose
+import fastcam.trust  # noqa: F401 (interp.cam_report)
+from fastcam.choose import choose_cam
 from conftest import no_hooks
 
 def state(model):
@@ -54,9 +56,9 @@ def test_auto_in_get_preds(learned, monkeypatch):
     model.eval()
     plain = learned.get_preds()
     calls = []
-    measure = trust.measure_cams
-    monkeypatch.setattr(trust, 'measure_cams', lambda *a, **k: calls.append(1) or measure(*a, **k))
-    trust._CHOICES.clear()
+    measure = choose.measure_cams
+    monkeypatch.setattr(choose, 'measure_cams', lambda *a, **k: calls.append(1) or measure(*a, **k))
+    choose._CHOICES.clear()
     cb = CAMCallback(method='auto', layer='auto')
     preds = learned.get_preds(cbs=cb)
     assert torch.equal(plain[0], preds[0]) and torch.equal(plain[1], preds[1])
@@ -77,9 +79,9 @@ def test_auto_in_get_preds(learned, monkeypatch):
 
 def test_choice_measured_again_when_weights_change(learned, monkeypatch):
     calls = []
-    measure = trust.measure_cams
-    monkeypatch.setattr(trust, 'measure_cams', lambda *a, **k: calls.append(1) or measure(*a, **k))
-    trust._CHOICES.clear()
+    measure = choose.measure_cams
+    monkeypatch.setattr(choose, 'measure_cams', lambda *a, **k: calls.append(1) or measure(*a, **k))
+    choose._CHOICES.clear()
     m = copy.deepcopy(learned)  # (a learner of its own, whose weights we change)
     m.model = copy.deepcopy(learned.model)
     choose_cam(m, methods=['gradcam'], layers=['0.6'], n=4, verbose=False)

@@ -1,7 +1,8 @@
 "Each bad argument gets one clear error that names what would work."
 import pytest, torch, torch.nn as nn
 from fastai.vision.all import create_vision_model, resnet18, Learner, CrossEntropyLossFlat
-from fastcam.core import cam_maps, CAM_METHODS
+from fastcam.hooks import cam_maps
+from fastcam.methods import CAM_METHODS
 from fastcam.callback import CAMCallback
 
 @pytest.fixture(scope='module')
@@ -26,7 +27,7 @@ def test_unknown_method(model):
 
 def test_scorecam_needs_the_batch_outside_fastai(model):
     "CAMCallback gives Score-CAM its batch (tests/test_scorecam.py); a hook used by hand must be given it too"
-    from fastcam.core import CAMHook
+    from fastcam.hooks import CAMHook
     with CAMHook(model, '0', 'scorecam') as hook:
         with torch.no_grad(): out = model(x)
         with pytest.raises(ValueError, match='pass x= .* and model='): hook.compute(out)
@@ -64,7 +65,7 @@ def test_default_layer_of_any_model(trained):
     learn.get_preds(cbs=(named := CAMCallback(layer='m.0')))
     assert found.layer_name == 'm.0' and torch.equal(found.maps, named.maps)
 
-def _plain(dls, *layers): return Learner(dls, nn.Sequential(*layers), loss_func=CrossEntropyLossFlat())
+def plain_outputs(dls, *layers): return Learner(dls, nn.Sequential(*layers), loss_func=CrossEntropyLossFlat())
 
 @pytest.mark.parametrize('layers, msg', [
     ((nn.Flatten(), nn.LazyLinear(2)), "No module of this Sequential outputs a spatial map"),
@@ -72,7 +73,7 @@ def _plain(dls, *layers): return Learner(dls, nn.Sequential(*layers), loss_func=
 ])
 def test_default_layer_errors(trained, layers, msg):
     "No candidate, or only the first layer: a ValueError naming layer=, and nothing left hooked"
-    learn = _plain(trained.dls, *layers)
+    learn = plain_outputs(trained.dls, *layers)
     with pytest.raises(ValueError, match='pass layer=') as e: learn.get_preds(cbs=CAMCallback())
     assert msg in str(e.value)
     assert not any(m._forward_hooks for m in learn.model.modules())

@@ -4,7 +4,8 @@ and a map), the app's `/explain` endpoint through `gradio_client`, and the Space
 import os, socket, subprocess, sys, time
 from pathlib import Path
 import pytest
-from fastcam.pets import pets_recipe, synth_pets
+from fastcam.pets import pets_recipe
+from fastcam.data import synth_pets
 from fastcam.app import cam_app
 from conftest import TEST_OUT, console_errors
 

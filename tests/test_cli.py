@@ -3,7 +3,8 @@ import json, os, subprocess, sys
 from pathlib import Path
 import numpy as np, pytest
 from PIL import Image
-from fastcam.pets import pets_cli, pets_recipe, synth_pets
+from fastcam.pets import pets_cli, pets_recipe
+from fastcam.data import synth_pets
 
 CLI = Path(sys.executable).parent/'fastcam-pets'
 

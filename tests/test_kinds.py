@@ -4,8 +4,9 @@ import matplotlib; matplotlib.use('Agg')
 import pytest, torch
 from captum.attr import LayerGradCam
 from fastai.vision.all import vision_learner, unet_learner, resnet18, set_seed, Tensor, first
-from fastcam.callback import CAMCallback, task_kind
-from fastcam.core import cam_maps
+from fastcam.callback import CAMCallback
+from fastcam.kinds import task_kind
+from fastcam.hooks import cam_maps
 from fastcam.interpret import CAMInterpretation
 from fastcam.shapes import synth_shapes, shapes_dls
 from conftest import no_hooks

@@ -1,7 +1,8 @@
 "The user's model and learner are left as they were: hooks, grad mode, flags, gradients, training, export."
 import pytest, torch, torch.nn as nn
 from fastai.vision.all import Callback, CancelBatchException, set_seed, load_learner, vision_learner, resnet18
-from fastcam.core import cam_maps, cam_head, CAMHook
+from fastcam.hooks import cam_maps, CAMHook
+from fastcam.core import cam_head
 from fastcam.callback import CAMCallback
 from conftest import make_dls, no_hooks, Boom
 
@@ -123,7 +124,7 @@ def test_tta_maps_are_the_plain_pass(pets_path):
     """learn.tta with a CAMCallback attached: its predictions bit-identical to tta without it, and the maps those of its
     final, un-augmented pass (equal to a plain get_preds), computed in that pass only, never mixed from augmented ones"""
     from fastai.vision.all import ImageDataLoaders, get_image_files, Flip, Rotate, first
-    from fastcam.pets import is_cat
+    from fastcam.data import is_cat
     dls = ImageDataLoaders.from_name_func(pets_path, get_image_files(pets_path), valid_pct=0.25, seed=21,
                                           label_func=is_cat, bs=8, num_workers=0, batch_tfms=[Flip(p=1.), Rotate(p=1.)])
     set_seed(0)
@@ -146,7 +147,7 @@ def test_tta_maps_are_the_plain_pass(pets_path):
 
 def test_locate_layer_changes_nothing():
     "The dry forward: train flags, grad mode, BatchNorm statistics and parameter gradients as they were"
-    from fastcam.core import locate_layer
+    from fastcam.hooks import locate_layer
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU(),
                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).train()
     model[4].eval()

@@ -4,8 +4,10 @@ import matplotlib; matplotlib.use('Agg')
 import matplotlib.pyplot as plt, pytest, torch
 from fastcore.docments import docments
 from fastai.vision.all import Tensor, first
-from fastcam.core import CAMMethod, register_method, unregister_method, get_method, cam_maps, CAM_PARAMS, CAMHook
-from fastcam.core import CAM_METHODS
+from fastcam.methods import CAMMethod, register_method, unregister_method, get_method
+from fastcam.hooks import cam_maps, CAMHook
+from fastcam.core import CAM_PARAMS
+from fastcam.methods import CAM_METHODS
 from fastcam.callback import CAMCallback
 from fastcam.interpret import CAMInterpretation
 from fastcam.monitor import CAMMonitor

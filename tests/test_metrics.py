@@ -1,11 +1,10 @@
 "Metrics against hand-computed values and through the fastai entry point, and their bad inputs."
 import pytest, torch, torch.nn as nn
-from fastcam.core import cam_maps
-from fastcam.metrics import (pointing_game, energy_pointing_game, deletion_auc, insertion_auc, average_drop,
-                             increase_in_confidence, perturbation_curves)
+from fastcam.hooks import cam_maps
+from fastcam.metrics import pointing_game, energy_pointing_game, deletion_auc, insertion_auc, average_drop, increase_in_confidence, perturbation_curves
 from fastcam.interpret import CAMInterpretation
 import fastcam.trust  # noqa: F401 (cam_report, sanity_checks)
-from fastcam.pets import item_boxes
+from fastcam.data import item_boxes
 
 def test_pointing_game_masks_and_boxes_agree():
     maps = torch.rand(5, 4, 4)

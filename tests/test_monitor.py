@@ -4,7 +4,7 @@ import json, sys
 import pytest, torch
 from fastai.vision.all import vision_learner, resnet18, set_seed, ImageDataLoaders, get_image_files, Resize
 from fastcam.monitor import CAMMonitor
-from fastcam.pets import is_cat
+from fastcam.data import is_cat
 from conftest import make_dls
 
 def fit(pets_path, cbs=None, epochs=2):
@@ -58,7 +58,7 @@ def test_tensorboard_figure_read_back(pets_path, tmp_path):
 def test_no_tensorboard_import_without_it(pets_path):
     import subprocess
     code = ("import sys; sys.path.insert(0, 'tests'); from conftest import *; from fastcam.monitor import CAMMonitor; "
-            "import tempfile; from fastcam.pets import synth_pets; p = synth_pets(tempfile.mkdtemp(), n=16, size=32); "
+            "import tempfile; from fastcam.data import synth_pets; p = synth_pets(tempfile.mkdtemp(), n=16, size=32); "
             "fit = __import__('test_monitor').fit; fit(p, CAMMonitor(make_dls(p).valid_ds.items[:1], layer='0.6'), 1); "
             "print('tensorboard' in sys.modules)")
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
@@ -66,7 +66,8 @@ def test_no_tensorboard_import_without_it(pets_path):
     assert r.stdout.strip().splitlines()[-1] == 'False'
 
 def test_pets_recipe_monitor(tmp_path):
-    from fastcam.pets import pets_recipe, synth_pets
+    from fastcam.pets import pets_recipe
+    from fastcam.data import synth_pets
     imgs = synth_pets(tmp_path/'data', n=32, size=64)
     learn, interp, m = pets_recipe(imgs, tmp_path/'out', 'resnet18', 2, 64, 8, False, '0.6', num_workers=0, monitor=3)
     for f in ('monitor.png', 'monitor/cam_history.gif', 'monitor/epoch_002.png'): assert (tmp_path/'out'/f).stat().st_size
@@ -76,7 +77,7 @@ def test_pets_recipe_monitor(tmp_path):
 def test_text_learner():
     "A text classifier: one map per review over its own tokens, per record, in the order the reviews were given"
     from fastai.text.all import text_classifier_learner, AWD_LSTM
-    from fastcam.text import synth_reviews, review_dls
+    from fastcam.data import synth_reviews, review_dls
     set_seed(0)
     learn = text_classifier_learner(review_dls(synth_reviews(80, seed=2), bs=16), AWD_LSTM, pretrained=False)
     reviews = ['a superb film', 'the plot was really quite dull and the actors boring']
@@ -91,7 +92,7 @@ def test_text_learner():
 def test_text_longer_than_one_bptt_chunk():
     "Reviews longer than bptt (72 tokens) run in fastai's length-sorted order; maps come back in the given order"
     from fastai.text.all import text_classifier_learner, AWD_LSTM
-    from fastcam.text import synth_reviews, review_dls
+    from fastcam.data import synth_reviews, review_dls
     set_seed(0)
     learn = text_classifier_learner(review_dls(synth_reviews(80, seed=2), bs=16), AWD_LSTM, pretrained=False)
     reviews = ['a superb film', ' '.join(['the plot'] * 60) + ' dull']

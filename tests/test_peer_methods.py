@@ -2,7 +2,9 @@
 equal to 1e-4 after each library's normalisation (the stochastic ones with the noise shared)."""
 import copy, pytest, torch
 from fastai.vision.all import create_vision_model, resnet18, set_seed
-from fastcam.core import cam_maps, normalize_maps, upsample_maps, METHOD_RNG, get_method
+from fastcam.hooks import cam_maps
+from fastcam.core import normalize_maps, upsample_maps, METHOD_RNG
+from fastcam.methods import get_method
 pgc = pytest.importorskip('pytorch_grad_cam')
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -58,7 +60,7 @@ def test_projections_equal_pytorch_grad_cam_up_to_sign(net, x, method):
     t = torch.tensor([1, 1])
     ref = theirs(getattr(pgc, SIGNLESS[method]), net, x, t)
     rec = get_method(method)  # the signed projection, flipped
-    from fastcam.core import register_method, unregister_method, CAMMethod
+    from fastcam.methods import register_method, unregister_method, CAMMethod
     register_method(CAMMethod('flipped', lambda A, G, W: -rec.weigh(A, G, W), grads=rec.grads))
     try: flipped = ours_like_pgc(net, x, 'flipped', t)
     finally: unregister_method('flipped')
@@ -69,7 +71,8 @@ def test_projections_equal_pytorch_grad_cam_up_to_sign(net, x, method):
 
 def test_ablation_ratio_as_pytorch_grad_cam(net, small):
     x = small
-    from fastcam.core import register_method, unregister_method, CAMMethod, ablation_weights, _cam
+    from fastcam.methods import register_method, unregister_method, CAMMethod, _cam
+    from fastcam.perturb import ablation_weights
     t = torch.tensor([2, 0])
     register_method(CAMMethod('ablation_half', _cam, grads=False, rerun=ablation_weights(0.3)))
     try: ours = ours_like_pgc(net, x, 'ablation_half', t, batch_size=7)
@@ -126,7 +129,8 @@ TORCHCAM = {'iscam': ('ISCAM', dict(num_samples=3)), 'sscam': ('SSCAM', dict(num
 def test_equals_torchcam(net, small, method):
     "IS-CAM exactly; SS-CAM with the same noise (torchcam draws from torch's generator, fastcam from METHOD_RNG)"
     tc = pytest.importorskip('torchcam.methods')
-    from fastcam.core import register_method, unregister_method, CAMMethod, iscam_weights, sscam_weights, _cam
+    from fastcam.methods import register_method, unregister_method, CAMMethod, _cam
+    from fastcam.perturb import iscam_weights, sscam_weights
     name, kw = TORCHCAM[method]
     rerun = (iscam_weights if method == 'iscam' else sscam_weights)(kw['num_samples'])
     register_method(CAMMethod('few', _cam, grads=False, rerun=rerun))
@@ -204,7 +208,7 @@ def test_eigen_smooth_equals_pytorch_grad_cam_up_to_sign(net, x):
     model = copy.deepcopy(net)
     with pgc.GradCAM(model=model, target_layers=[model.get_submodule(LAYER)]) as cam:
         ref = torch.from_numpy(cam(x, targets=[ClassifierOutputTarget(int(c)) for c in t], eigen_smooth=True))
-    from fastcam.core import register_method, unregister_method, CAMMethod
+    from fastcam.methods import register_method, unregister_method, CAMMethod
     register_method(CAMMethod('flipped', lambda A, G, W: -get_method('gradcam').weigh(A, G, W)))
     try: flipped = ours_like_pgc(net, x, 'flipped', t, smooth='eigen')  # the projection of the other sign
     finally: unregister_method('flipped')
@@ -217,7 +221,8 @@ def test_smoothgradcampp_weights_equal_torchcam(net):
     """With the same noise, the weights of torchcam's variant (`grads='last'`) equal torchcam's. torchcam then weighs
     its last noisy sample's activation, fastcam the input's"""
     tc = pytest.importorskip('torchcam.methods')
-    from fastcam.core import CAMHook, smoothgradcampp_weights
+    from fastcam.hooks import CAMHook
+    from fastcam.perturb import smoothgradcampp_weights
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     t = torch.tensor([2, 0])
     METHOD_RNG.manual_seed(5)

@@ -2,7 +2,9 @@
 import pytest, torch
 from captum.attr import LayerGradCam
 from fastai.vision.all import create_vision_model, resnet34, resnet18, set_seed
-from fastcam.core import cam_maps, cam_head, CAM_METHODS, METHOD_RNG, get_method
+from fastcam.hooks import cam_maps
+from fastcam.core import cam_head, METHOD_RNG
+from fastcam.methods import CAM_METHODS, get_method
 from fastcam.callback import CAMCallback
 
 def rel_close(a, b, tol=1e-5):
@@ -62,10 +64,10 @@ def seeded(*args):
     METHOD_RNG.manual_seed(0)  # randomcam: the same draws for each call
     return cam_maps(*args)
 
-@pytest.mark.parametrize('method', [m for m in CAM_METHODS if not get_method(m).head and get_method(m).rerun is None])
+@pytest.mark.parametrize('method', [m for m in CAM_METHODS if not get_method(m).head_weights and get_method(m).rerun is None])
 @pytest.mark.parametrize('layer', ['0', '0.6'])
 def test_all_equals_loop(r34, method, layer):
-    "One class at a time, by hand, against 'all' (the methods that re-run the model: in the core notebook)"
+    "One class at a time, by hand, against 'all' (the methods that re-run the model: in the 06_hooks notebook)"
     x = torch.randn(2, 3, 64, 64)
     allm = seeded(r34, x, layer, 'all', method)
     loop = torch.stack([seeded(r34, x, layer, c, method) for c in range(2)], 1)
@@ -82,7 +84,7 @@ def test_located_layer_is_torchcams(arch):
     "The default layer of a model fastcam does not know: the one torchcam's locate_candidate_layer picks"
     import torchvision.models as tm
     from torchcam.methods._utils import locate_candidate_layer
-    from fastcam.core import locate_layer
+    from fastcam.hooks import locate_layer
     kw = dict(aux_logits=False, init_weights=False) if arch == 'googlenet' else {}
     model = getattr(tm, arch)(num_classes=3, **kw).eval()
     assert locate_layer(model, torch.randn(2, 3, 96, 96)) == locate_candidate_layer(model, (3, 96, 96))

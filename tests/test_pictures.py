@@ -2,8 +2,9 @@
 import matplotlib; matplotlib.use('Agg')
 import numpy as np, pytest, torch
 from fastai.vision.all import ImageDataLoaders, get_image_files, Resize, vision_learner, resnet18, set_seed, TensorImage
-from fastcam.pets import is_cat
-from fastcam.interpret import CAMInterpretation, show_cam_overlay
+from fastcam.data import is_cat
+from fastcam.interpret import CAMInterpretation
+from fastcam.show import show_cam_overlay
 from conftest import panel, hot_top_left, assert_top_left_hot
 
 @pytest.mark.parametrize('hw', [(64, 64), (96, 160), (160, 96)])

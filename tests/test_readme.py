@@ -9,7 +9,7 @@ import matplotlib; matplotlib.use('Agg')
 import matplotlib.pyplot as plt, pytest
 import fastai.vision.all as fva
 from conftest import make_dls
-from fastcam.core import CAM_METHODS, unregister_method
+from fastcam.methods import CAM_METHODS, unregister_method
 
 ROOT = Path(__file__).parents[1]
 README = (ROOT/'README.md').read_text()

@@ -3,8 +3,12 @@ fastai's own get_preds: predictions and losses bit-identical, maps those of cam_
 model and random state untouched, and nothing left behind after an exception."""
 import random, numpy as np, pytest, torch
 from fastai.vision.all import Tensor
-from fastcam.core import cam_maps, METHOD_RNG, guided_relus, register_method, unregister_method, CAMMethod, _cam
-from fastcam.core import ablation_weights, rng_preserved
+from fastcam.hooks import cam_maps
+from fastcam.core import METHOD_RNG
+from fastcam.saliency import guided_relus
+from fastcam.methods import register_method, unregister_method, CAMMethod, _cam
+from fastcam.perturb import ablation_weights
+from fastcam.core import rng_preserved
 from fastcam.callback import CAMCallback
 from conftest import no_hooks, Boom
 
@@ -14,7 +18,7 @@ METHODS = ['ablationcam', 'sscam2', 'guidedbackprop', 'guidedgradcam', 'randomca
 @pytest.fixture(scope='module', autouse=True)
 def few_samples():
     "SS-CAM with 2 samples: the same code as with 35, at a test's cost (IS-CAM's re-runs go the same way)"
-    from fastcam.core import sscam_weights
+    from fastcam.perturb import sscam_weights
     register_method(CAMMethod('sscam2', _cam, grads=False, rerun=sscam_weights(2)))
     yield
     unregister_method('sscam2')
@@ -65,6 +69,6 @@ def test_bad_input(trained):
         with pytest.raises(ValueError, match='needs class scores'): cam_maps(seg, torch.randn(1, 3, 8, 8), '0', method='abl')
     finally: unregister_method('abl')
     with pytest.raises(ValueError, match="runs the model again"):
-        from fastcam.core import CAMHook
+        from fastcam.hooks import CAMHook
         with CAMHook(trained.model, '0', 'ablationcam') as h:
             out = trained.model.eval()(valid_x(trained)[:1]); h.compute(out)

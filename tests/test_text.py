@@ -7,7 +7,7 @@ import pytest, torch
 from fastai.text.all import text_classifier_learner, AWD_LSTM, set_seed, Tensor
 from fastcam.callback import CAMCallback
 from fastcam.interpret import CAMInterpretation
-from fastcam.text import synth_reviews, review_dls
+from fastcam.data import synth_reviews, review_dls
 from conftest import Boom, no_hooks
 
 @pytest.fixture(scope='module')
@@ -69,7 +69,7 @@ def test_gauss_legendre_against_many_steps(text_learn):
     """Against captum's path integral at 64 steps: 4 Gauss-Legendre points (the default, half the passes of the 8
     midpoints before) are closer than 4 midpoints, and within 3%"""
     from captum.attr import LayerIntegratedGradients
-    from fastcam.core import integrated_gradients
+    from fastcam.tokens import integrated_gradients
     learn = text_learn
     emb = learn.model[0].module.encoder
     spare = learn.dls.vocab[0].index('xxfld')

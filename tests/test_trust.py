@@ -4,9 +4,10 @@ user's model left as it was."""
 import copy, threading
 import pytest, torch, torch.nn as nn
 from fastai.vision.all import Tensor
-from fastcam.core import cam_maps, upsample_maps, CAMMethod, register_method, unregister_method
-from fastcam.metrics import (noisy_linear_impute, road, sparseness, relevance_mass, relevance_rank, rank_correlation,
-                             ssim, model_randomisation, random_logit, cascade_blocks)
+from fastcam.hooks import cam_maps
+from fastcam.core import upsample_maps
+from fastcam.methods import CAMMethod, register_method, unregister_method
+from fastcam.metrics import noisy_linear_impute, road, sparseness, relevance_mass, relevance_rank, rank_correlation, ssim, model_randomisation, random_logit, cascade_blocks
 from fastcam.interpret import CAMInterpretation
 import fastcam.trust  # noqa: F401 (cam_report, sanity_checks)
 from conftest import no_hooks

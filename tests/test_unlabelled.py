@@ -9,7 +9,7 @@ from fastcam.callback import CAMCallback
 from fastcam.interpret import CAMInterpretation
 import fastcam.trust  # noqa: F401 (cam_report, sanity_checks)
 from fastcam.shapes import synth_shapes, shapes_dls
-from fastcam.text import synth_reviews, review_dls
+from fastcam.data import synth_reviews, review_dls
 from conftest import make_dls
 
 @pytest.fixture(scope='module')

@@ -5,11 +5,13 @@ import matplotlib; matplotlib.use('Agg')
 import pytest, torch
 timm = pytest.importorskip('timm', reason='timm is an optional extra: pip install fastcam[timm]')
 from fastai.vision.all import ImageDataLoaders, get_image_files, Resize, vision_learner, set_seed
-from fastcam.core import cam_maps, TokenGrid, channels_last
-from fastcam.callback import CAMCallback, body_layer
+from fastcam.hooks import cam_maps
+from fastcam.core import TokenGrid, channels_last
+from fastcam.callback import CAMCallback
+from fastcam.kinds import body_layer
 from fastcam.interpret import CAMInterpretation
 import fastcam.trust  # noqa: F401 (cam_report, sanity_checks)
-from fastcam.pets import is_cat
+from fastcam.data import is_cat
 from conftest import Boom, no_hooks
 from conftest import panel, hot_top_left, assert_top_left_hot
 
