@@ -171,11 +171,11 @@ def main(smoke=False, bs=16, mem_bs=64, size=224, repeats=5, out='benchmarks/RES
 
     # 3a'. method='auto', layer='auto': choose_cam on 16 validation items (5 methods x 2 layers, measured afresh each
     # time) ÷ a plain get_preds of the same items
-    import fastcam.trust as trust
+    import fastcam.choose as choose
     def auto():
-        trust._CHOICES.clear()
-        trust.choose_cam(learn, n=n16, verbose=False)
-    n_auto = len(trust.AUTO_METHODS) * len(MODEL_KINDS.body_head.candidates(learn.model))
+        choose._CHOICES.clear()
+        choose.choose_cam(learn, n=n16, verbose=False)
+    n_auto = len(choose.AUTO_METHODS) * len(MODEL_KINDS.body_head.candidates(learn.model))
     auto_r = paired(auto, lambda: learn.get_preds(dl=items16), 1 if smoke else 3)
     log(f"auto ({n_auto} candidates, 16 items): {fmt(auto_r)}")
 
