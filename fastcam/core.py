@@ -259,12 +259,16 @@ def explains_several(t:Tensor|None)->bool:
     "Whether a resolved target (`resolve_targets`) explains several classes per item: `'all'` (`None`) or a mask"
     return t is None or t.dtype == torch.bool
 
-# %% ../nbs/00_core.ipynb #363fdf43
-def explained_classes(t:Tensor)->Tensor:
+# %% ../nbs/00_core.ipynb #c6a825a0
+def explained_classes(t:Tensor, # A resolved target (`resolve_targets`): one class per item, or a bool mask
+                     )->Tensor:
     "The classes a resolved target explains: one per item, or those that any item of a mask needs"
     return t.any(0).nonzero()[:, 0] if t.dtype == torch.bool else t
 
-def per_class_maps(maps:Tensor, t:Tensor|None, n_classes:int)->Tensor:
+def per_class_maps(maps:Tensor, # Maps `(bs, n, *spatial)` of the `n` classes explained (or one class-free map)
+                   t:Tensor|None, # The resolved target: one class per item, a bool mask, or `None` (all)
+                   n_classes:int, # The model's number of classes
+                  )->Tensor:
     "Maps of several classes back to one per class `(bs, n_classes, *spatial)`, zero where a class is not explained"
     if not explains_several(t): return maps
     spatial = maps.shape[2:]
@@ -275,7 +279,8 @@ def per_class_maps(maps:Tensor, t:Tensor|None, n_classes:int)->Tensor:
     full[:, explained_classes(t)] = maps
     return full * t.view(*t.shape, *[1] * len(spatial))
 
-def first_output(out):
+def first_output(out:Tensor|tuple|list, # A model's output
+                )->Tensor:
     "The class scores of a model output: itself, or the first element of `(scores, extras...)` (fastai's text models)"
     return out[0] if isinstance(out, (tuple, list)) else out
 
