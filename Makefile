@@ -26,6 +26,7 @@ export-check: export
 	python3 tools/make_readme.py
 	@if ! git diff --quiet -- README.md; then \
 	  echo "ERROR: README.md is out of sync with nbs/index.ipynb: run 'make readme' and commit." >&2; exit 1; fi
+	$(BIN)/python benchmarks/render.py --check
 
 # Two notebooks at a time on two cores: one torch thread each, or they fight over the cores. They run on a copy,
 # which keeps its outputs, so that a cell that draws without a stored output fails (the docs show stored outputs)

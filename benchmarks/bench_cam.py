@@ -4,12 +4,14 @@
     python benchmarks/bench_cam.py --smoke    # bs 2, one repeat, seconds: keeps the script working (CI)
 """
 from __future__ import annotations
-import argparse, json, os, platform, statistics, subprocess, sys, tempfile, time
+import argparse, json, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 import torch
 from fastai.vision.all import (create_vision_model, resnet34, vision_learner, ImageDataLoaders, get_image_files,
                                ClassificationInterpretation, ProgressCallback, set_seed)
 from fastcam.all import cam_maps, find_layer, CAMInterpretation, synth_pets, is_cat, MODEL_KINDS
+sys.path.insert(0, str(Path(__file__).parent))
+from render import provenance, render_results
 
 SEED, THREADS = 42, 2
 PEERS = ('fastcam', 'pytorch-grad-cam', 'torchcam', 'captum')
@@ -112,9 +114,9 @@ def main(smoke=False, bs=16, mem_bs=64, size=224, repeats=5, out='benchmarks/RES
             speed[lib, layer] = paired(lambda: f(x, t), plain, repeats)
             log(f"{lib:17s} @ {layer}: {fmt(speed[lib, layer])}")
     mem = {}
-    for layer in LAYERS[:1] if smoke else LAYERS:
+    for layer in LAYERS:  # a process each (a smoke run too: it renders every table)
         plain_mem = measure_mem('plain', layer, mem_bs, size)
-        for lib in PEERS[:1] if smoke else PEERS:  # a process each: a smoke run measures fastcam's only
+        for lib in PEERS:
             m = measure_mem(lib, layer, mem_bs, size)
             growth = lambda r: max(r['peak'] - r['before'], 1.0)  # MB; at least 1 so that a smoke run cannot divide by zero
             mem[lib, layer] = (m['peak'] / plain_mem['peak'], growth(m) / growth(plain_mem))
@@ -128,7 +130,7 @@ def main(smoke=False, bs=16, mem_bs=64, size=224, repeats=5, out='benchmarks/RES
     vspeed = {lib: paired(lambda: f(xv, t), vplain, repeats) for lib, f in vfns.items()}
     vplain_mem = measure_mem('plain', VIT_LAYER, mem_bs, size, VIT)
     vmem = {lib: measure_mem(lib, VIT_LAYER, mem_bs, size, VIT)['peak'] / vplain_mem['peak']
-            for lib in (VIT_PEERS[:1] if smoke else VIT_PEERS)}
+            for lib in VIT_PEERS}
     log('ViT', {lib: f"time {fmt(vspeed[lib])}, memory {vmem.get(lib, float('nan')):.2f}×" for lib in VIT_PEERS})
 
     # 2. Other fastcam methods ÷ plain forward; 'all' (37 classes) ÷ one class
@@ -167,7 +169,11 @@ def main(smoke=False, bs=16, mem_bs=64, size=224, repeats=5, out='benchmarks/RES
     items16 = learn.dls.test_dl(interp16.items_at(slice(0, n16)))
     sanity = paired(lambda: interp16.sanity_checks(methods=['gradcam'], n=n16), lambda: learn.get_preds(dl=items16),
                     1 if smoke else 3)
-    log(f"sanity checks (gradcam, 16 items): {fmt(sanity)}")
+    log(f"sanity checks (gradcam, {n16} items): {fmt(sanity)}")
+    # 3a''. cam_report of Grad-CAM at the interpretation's layer on the same items: every measure, both sanity checks
+    report = paired(lambda: interp16.cam_report(methods=['gradcam'], max_items=n16),
+                    lambda: learn.get_preds(dl=items16), 1 if smoke else 3)
+    log(f"cam_report (gradcam, {n16} items): {fmt(report)}")
 
     # 3a'. method='auto', layer='auto': choose_cam on 16 validation items (5 methods x 2 layers, measured afresh each
     # time) ÷ a plain get_preds of the same items
@@ -198,123 +204,19 @@ def main(smoke=False, bs=16, mem_bs=64, size=224, repeats=5, out='benchmarks/RES
     # (the token methods, which re-run the model: in bench_methods.py, with every other method)
     text = {m: paired(lambda: tlearn.get_preds(cbs=CAMCallback(method=m)), tlearn.get_preds, repeats) for m in TEXT_GRADIENT}
     log('text', {m: fmt(r) for m, r in text.items()})
-    if smoke: return log(f"smoke run done in {time.time() - t0:.0f} s")
-    write_results(out, locals())
-    log(f"wrote {out} in {time.time() - t0:.0f} s")
+    if smoke: out = Path(tempfile.mkdtemp())/Path(out).name  # a smoke run renders too, never over the real files
+    per = lambda d, libs: {lib: {layer: d[lib, layer] for layer in LAYERS} for lib in libs}
+    v = dict(meta=provenance(THREADS), seed=SEED, repeats=repeats, bs=bs, mem_bs=mem_bs, size=size, base_ms=base_ms,
+             speed=per(speed, PEERS), mem=per(mem, PEERS), vit=VIT, vit_layer=VIT_LAYER, vspeed=vspeed, vmem=vmem,
+             others=others, allr=allr, multi=multi, labels17=labels17.sum(1).float().mean().item(), n_items=n_items,
+             fsize=fsize, n_valid=len(dl.dataset), dl_bs=dl.bs, cami=cami, peer=peer, pred=pred, n16=n16,
+             sanity=sanity, report=report, n_auto=n_auto, auto=auto_r, mon=mon, mon_n=mon_n, mon_epochs=mon_epochs,
+             n_text=len(tlearn.dls.valid_ds), text=text, seconds=time.time() - t0)
+    js = Path(out).with_name('results.json')
+    js.write_text(json.dumps(v, indent=1) + '\n')
+    Path(out).write_text(render_results(json.loads(js.read_text())))
+    log(f"wrote {js} and {out} in {time.time() - t0:.0f} s")
 
-def mark(ok): return '✅' if ok else '❌'
-
-def missed_targets(v):
-    "Lines saying honestly which targets this run missed, by how much, and why"
-    goals = [('peak RSS ratio', v['mem']['fastcam', '0'][0], 1.10, ''),
-             ('CAMInterpretation ratio', v['cami'][1], 1.10, ''),
-             ("target='all' ratio", v['allr']['0'][1], 1.5, ''),
-             ('cam_predict ratio', v['pred'][1], 1.2, ' One `predict` of one item takes tens of milliseconds, so this '
-              'ratio is the noisiest here (see its min–max); it measured 1.06× in an earlier full run.'),
-             ('ViT peak RSS ratio', v['vmem']['fastcam'], 1.10, ''), ('multi-label ratio', v['multi'][1], 1.5, ''),
-             ('ViT time ratio', v['vspeed']['fastcam'][1], 1.2, ''), ('CAMMonitor ratio', v['mon'][1], 1.05, ''),
-             *[(f'text {m} ratio', v['text'][m][1], 1.15, '') for m in TEXT_GRADIENT]]
-    miss = [f"- Missed: {n} {r:.2f}× against ≤ {g}× ({(r / g - 1) * 100:.0f}% over).{why}" for n, r, g, why in goals if r > g]
-    return (miss + [""]) if miss else []
-
-def write_results(out, v):
-    speed, mem, others, allr = v['speed'], v['mem'], v['others'], v['allr']
-    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor())
-    import fastai, captum, torchcam, importlib.metadata as md
-    L = [f"# fastcam benchmarks",
-         "",
-         f"Reproduce with `make bench` (`python benchmarks/bench_cam.py`). Every figure is a ratio of two timings or",
-         f"memory peaks taken in the same run. For each timing ratio both sides are warmed up and then called",
-         f"alternately {v['repeats']} times, so that the shared machine's drift hits both alike; the figure is the median",
-         f"of the numerator over the median of the denominator, with the numerator's min–max in brackets.",
-         "",
-         "## Machine and set-up",
-         "",
-         f"- CPU: {cpu}, {os.cpu_count()} cores, `torch.set_num_threads({THREADS})`, no GPU",
-         f"- Python {platform.python_version()}, torch {torch.__version__}, fastai {fastai.__version__}, "
-         f"grad-cam {md.version('grad-cam')}, torchcam {md.version('torchcam')}, captum {captum.__version__}, timm {md.version('timm')}",
-         f"- Model: fastai `create_vision_model(resnet34, 2, pretrained=False)`, eval mode, CPU, seed {SEED}",
-         f"- Timing: batch size {v['bs']}, {v['size']} px. Memory: batch size {v['mem_bs']}, {v['size']} px, one process per "
-         f"library and layer (peak RSS: `VmHWM` after resetting it just before the pass)",
-         "- GPU: none. No GPU machine was lent to the session that made this file, so there is no GPU column.",
-         f"- fastai rows: {v['n_items']} synthetic pets images at {v['fsize']} px, resnet34, the {len(v['dl'].dataset)}-item "
-         f"validation DataLoader, bs {v['dl'].bs}",
-         "",
-         "## Where fastcam stands",
-         "",
-         f"A Grad-CAM pass costs {mem['fastcam', '0'][0]:.2f}× the peak memory of plain inference at the body "
-         f"({mem['fastcam', '0.6'][0]:.2f}× at `model[0][-2]`); the peers need "
-         f"{min(mem[p, '0'][0] for p in PEERS[1:]):.2f}–{max(mem[p, '0'][0] for p in PEERS[1:]):.2f}×. In time, fastcam's "
-         f"Grad-CAM is {speed['fastcam', '0'][1]:.2f}× a plain forward at the body ({speed['fastcam', '0.6'][1]:.2f}× at "
-         f"`model[0][-2]`): " + ', '.join(f"{p} {speed[p, '0'][1]:.2f}× ({speed[p, '0.6'][1]:.2f}×)" for p in PEERS[1:])
-         + ". Differences of a few percent between fastcam, torchcam and captum are within this machine's noise "
-         "(see the min–max); pytorch-grad-cam is clearly slower. Inside fastai, maps for a whole DataLoader cost "
-         f"{v['cami'][1]:.2f}× the plain interpretation, where the peer flow costs {v['peer'][1]:.2f}×.",
-         "",
-         "## Targets",
-         "",
-         "| ratio | target | fastcam | peers, same run |",
-         "|---|---|---|---|",
-         f"| peak RSS of a Grad-CAM pass ÷ plain inference, `model[0]`, bs {v['mem_bs']} | ≤ 1.10× | "
-         f"{mem['fastcam', '0'][0]:.2f}× {mark(mem['fastcam', '0'][0] <= 1.10)} | "
-         + ', '.join(f"{p} {mem[p, '0'][0]:.2f}×" for p in PEERS[1:]) + " |",
-         f"| `CAMInterpretation.from_learner` ÷ `ClassificationInterpretation.from_learner` | ≤ 1.10× | "
-         f"{fmt(v['cami'])} {mark(v['cami'][1] <= 1.10)} | get_preds + pytorch-grad-cam {fmt(v['peer'])} |",
-         f"| `target='all'` (37 classes) ÷ single class, `model[0]` | ≤ 1.5× | {fmt(allr['0'])} {mark(allr['0'][1] <= 1.5)} | "
-         f"peers: one pass per class (37×) |",
-         f"| `target='all'` (37 classes) ÷ single class, `model[0][-2]` | reported | {fmt(allr['0.6'])} | |",
-         f"| `interp.sanity_checks(methods=['gradcam'], n=16)` (every block randomised in turn, random logit) ÷ "
-         f"`get_preds` of the same 16 items | reported | {fmt(v['sanity'])} | peers: no sanity checks |",
-         f"| `method='auto', layer='auto'` (`choose_cam`: {v['n_auto']} candidates measured on 16 validation items, "
-         f"sanity checks included) ÷ `get_preds` of the same 16 items; once per model | reported | {fmt(v['auto_r'])} | "
-         f"peers: no choice |",
-         f"| `learn.cam_predict(item)` ÷ `learn.predict(item)` | ≤ 1.2× | {fmt(v['pred'])} {mark(v['pred'][1] <= 1.2)} | |",
-         f"| `fit` with `CAMMonitor` (8 items, every epoch and before training; {v['mon_epochs']} epochs on "
-         f"{v['mon_n']} synthetic pets) ÷ `fit` without it | ≤ 1.05× | {fmt(v['mon'])} {mark(v['mon'][1] <= 1.05)} | "
-         f"peers: no monitor |",
-         f"| multi-label `'pred'` (17 labels, {v['labels17'].sum(1).float().mean():.1f} predicted per item) ÷ one label, "
-         f"`model[0]` | ≤ 1.5× | {fmt(v['multi'])} {mark(v['multi'][1] <= 1.5)} | peers: one pass per label |",
-         f"| ViT: peak RSS of a Grad-CAM pass ÷ plain inference, bs {v['mem_bs']} | ≤ 1.10× | "
-         f"{v['vmem']['fastcam']:.2f}× {mark(v['vmem']['fastcam'] <= 1.10)} | "
-         + ', '.join(f"{p} {v['vmem'][p]:.2f}×" for p in VIT_PEERS[1:]) + " |",
-         f"| ViT: Grad-CAM time ÷ plain forward, bs {v['bs']} | ≤ 1.2× | {fmt(v['vspeed']['fastcam'])} "
-         f"{mark(v['vspeed']['fastcam'][1] <= 1.2)} | "
-         + ', '.join(f"{p} {fmt(v['vspeed'][p])}" for p in VIT_PEERS[1:]) + " |",
-         "",
-         *missed_targets(v),
-         "## Grad-CAM, per library",
-         "",
-         f"Time per batch ÷ a plain `no_grad` forward of the same batch (about {v['base_ms']:.0f} ms), and peak RSS ÷ that "
-         f"of a plain forward in its own process. Memory is shown two ways: the whole process's peak (which includes "
-         f"about a gigabyte of torch libraries that every library pays), and the growth during the pass (peak minus "
-         f"RSS before the pass), which is what the method itself costs.",
-         "",
-         "| library | layer | time ÷ forward | peak RSS ÷ forward | growth ÷ forward's growth |",
-         "|---|---|---|---|---|"]
-    for layer in LAYERS:
-        for lib in PEERS:
-            L.append(f"| {lib} | `{'model[0]' if layer == '0' else 'model[0][-2]'}` | {fmt(speed[lib, layer])} | "
-                     f"{mem[lib, layer][0]:.2f}× | {mem[lib, layer][1]:.2f}× |")
-    L += ["", f"## Vision transformer: timm `{VIT}`, at `{VIT_LAYER}`", "",
-          "Random weights, 224 px, the same batch sizes. The layer outputs 197 tokens (a class token and 14×14 "
-          "patches); fastcam folds them itself, pytorch-grad-cam is given its documented `reshape_transform`, and "
-          "captum's `LayerGradCam` has no token layout (it averages the gradient over the 192 features, so its map is "
-          "not a patch map: it is listed for the cost of the same forward and backward).", "",
-          "| library | time ÷ forward | peak RSS ÷ forward |", "|---|---|---|"]
-    L += [f"| {lib} | {fmt(v['vspeed'][lib])} | {v['vmem'][lib]:.2f}× |" for lib in VIT_PEERS]
-    L += ["", "## Text: each method inside `get_preds`", "",
-          f"fastai's `text_classifier_learner(dls, AWD_LSTM, pretrained=False)` on the {len(v['tlearn'].dls.valid_ds)} "
-          "validation reviews of `synth_reviews(700)`; time of `get_preds(cbs=CAMCallback(method=m))` ÷ a plain "
-          "`get_preds`. The gradient family has a target of ≤ 1.15×; the token methods (integrated gradients, the text "
-          "default, occlusion, gradient × input, SmoothGrad), which re-run the model on each batch, are in "
-          "[METHODS.md](METHODS.md).", "",
-          "| method | time ÷ get_preds | target |", "|---|---|---|"]
-    L += [f"| `{m}` | {fmt(r)} | " + (f"≤ 1.15× {mark(r[1] <= 1.15)}" if m in TEXT_GRADIENT else "reported") + " |"
-          for m, r in v['text'].items()]
-    L += ["", "## Other fastcam methods, `model[0]`", "", "| method | time ÷ forward |", "|---|---|"]
-    L += [f"| `{m}` | {fmt(r)} |" for m, r in others.items()]
-    L += ["", f"Total run time: {time.time() - v['t0']:.0f} s.", ""]
-    Path(out).write_text('\n'.join(L))
 
 if __name__ == '__main__':
     if len(sys.argv) > 1 and sys.argv[1] == '--mem-child':

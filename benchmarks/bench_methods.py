@@ -6,12 +6,13 @@ time per batch of maps ÷ a plain forward, and peak memory ÷ plain inference.
     python benchmarks/bench_methods.py --device cuda   # the same on a GPU (memory: torch's peak allocated)
 """
 from __future__ import annotations
-import argparse, copy, json, os, platform, subprocess, sys, time
+import argparse, copy, json, subprocess, sys, tempfile, time
 from pathlib import Path
 import torch
 from fastai.vision.all import create_vision_model, resnet34, resnet18, set_seed
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_cam import paired, fmt as _fmt, _status, SEED, THREADS
+from render import provenance, render_methods
 from fastcam.hooks import cam_maps
 from fastcam.methods import CAM_METHODS, ATTENTION_METHODS, get_method, register_method, CAMMethod, _cam
 from fastcam.perturb import sscam_weights, iscam_weights
@@ -151,21 +152,22 @@ def main(smoke=False, device='cpu', repeats=3, out='benchmarks/METHODS.md', only
             row['time'][lib] = paired(call, plain, repeats)
             if mem and (lib == 'fastcam' or not smoke):
                 row['mem'][lib] = measure_mem(lib, method, smoke, device)['peak'] / plain_mem
-        if only: row['again'] = machine(device)
+        if only: row['again'] = provenance(THREADS, device)
         res[method] = row
         log(f"{method:20s}", {lib: f"{fmt(row['time'][lib])}, mem {row['mem'].get(lib, float('nan')):.2f}×"
                               for lib in row['time']})
     text = {} if only or smoke else text_costs(repeats)  # (a smoke run: the image rows only)
     log('text', {m: fmt(r) for m, r in text.items()})
-    if smoke: return log(f"smoke run done in {time.time() - t0:.0f} s")
-    js, where = Path(out).with_name('methods.json'), machine(device)
+    if smoke: out = Path(tempfile.mkdtemp())/Path(out).name  # a smoke run renders too, never over the real files
+    js = Path(out).with_name('methods.json')
+    v = dict(meta=provenance(THREADS, device), repeats=repeats, samples=SAMPLES, batch_size=64, methods=res, text=text,
+             seconds=time.time() - t0)
     if only:  # re-measured rows replace theirs in the last full run's file; the others stay as they were measured
         old = json.loads(js.read_text())
-        res, text, where = {**old['methods'], **res}, {**old['text'], **text}, old['machine']
-    js.write_text(json.dumps(dict(device=device, machine=where, samples=SAMPLES, methods=res, text=text), indent=1)
-                  + '\n')
-    write_md(out, res, text, device, repeats, t0, where)
-    log(f"wrote {out} in {time.time() - t0:.0f} s")
+        v = {**old, 'methods': {**old['methods'], **res}}
+    js.write_text(json.dumps(v, indent=1) + '\n')
+    Path(out).write_text(render_methods(json.loads(js.read_text())))
+    log(f"wrote {js} and {out} in {time.time() - t0:.0f} s")
 
 def text_costs(repeats):
     "Each token method inside `get_preds` ÷ a plain `get_preds`: AWD-LSTM on the synthetic reviews' validation set"
@@ -179,49 +181,6 @@ def text_costs(repeats):
             for m in TOKEN_METHODS}
 
 def fmt(r): return f"{r:.2f}×" if isinstance(r, float) else _fmt(r)  # a median alone, or (min, median, max)
-
-def machine(device):
-    "The processor (or GPU) the rows are measured on"
-    if device != 'cpu': return torch.cuda.get_device_name()
-    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')),
-               platform.processor())
-    return f"{cpu}, {os.cpu_count()} cores, `torch.set_num_threads({THREADS})`"
-
-def write_md(out, res, text, device, repeats, t0, where):
-    import importlib.metadata as md
-    L = ["# Every method, next to the peers", "",
-         "Reproduce with `make bench` (`python benchmarks/bench_methods.py`). Each row: time of one batch of maps ÷ a "
-         f"plain `no_grad` forward of the same batch (both warmed up, called alternately {repeats} times; median, "
-         "min–max in brackets), and the peak memory of the pass ÷ that of a plain forward, each in a process of its "
-         "own. The peers are given the same model, layer, batch and class, and the same `batch_size` of masked inputs.",
-         "",
-         f"- Device: {device} ({where})",
-         f"- torch {torch.__version__}, grad-cam {md.version('grad-cam')}, torchcam {md.version('torchcam')}",
-         "- One-pass methods: fastai `create_vision_model(resnet34, 2, pretrained=False)` with a pool → linear head, "
-         "bs 8, 224 px, at `model[0]`. Methods that re-run the model (Score-CAM, SS-CAM, IS-CAM, Ablation-CAM): "
-         "resnet18, bs 2, 64 px, at `model[0][-2]` (256 channels), 64 masked inputs per pass; SS-CAM and IS-CAM with "
-         f"{SAMPLES} samples for both libraries. ViT rows (`gradcam@vit`, the attention methods): torchvision's "
-         "`VisionTransformer` with ViT-S/16's sizes, random weights, bs 4, 224 px; Grad-CAM at the last block's "
-         "`ln_1` (pytorch-grad-cam with its `reshape_transform`), the attention methods over every block (torchcam's "
-         "LeGrad given the same blocks).", "",
-         "| method | fastcam time | pytorch-grad-cam time | torchcam time | fastcam memory | pytorch-grad-cam memory | "
-         "torchcam memory |", "|---|---|---|---|---|---|---|"]
-    for m, r in res.items():
-        cell = lambda d, lib, f: f(d[lib]) if lib in d else '—'
-        L.append(f"| `{m}` | " + ' | '.join(cell(r['time'], lib, fmt) for lib in ('fastcam', 'pytorch-grad-cam',
-                 'torchcam')) + ' | ' + ' | '.join(cell(r['mem'], lib, lambda v: f"{v:.2f}×") for lib in
-                 ('fastcam', 'pytorch-grad-cam', 'torchcam')) + ' |')
-    L += ["", "## Token methods, inside `get_preds`", "",
-          "fastai's `text_classifier_learner(dls, AWD_LSTM, pretrained=False)` on the validation reviews of "
-          "`synth_reviews(700)`: time of `get_preds(cbs=CAMCallback(method=m))` ÷ a plain `get_preds`. Integrated "
-          "gradients uses 4 Gauss-Legendre points (8 midpoints before: 19×).", "",
-          "| method | time ÷ get_preds |", "|---|---|"]
-    L += [f"| `{m}` | {fmt(r)} |" for m, r in text.items()]
-    again = {m: r['again'] for m, r in res.items() if 'again' in r}
-    if again: L += ["", "Measured again on their own after a change to them (`--only`), the others coming from the last "
-                    "full run: " + '; '.join(f"`{m}` on {w}" for m, w in again.items()) + ".", ""]
-    L += ["", f"Run time: {time.time() - t0:.0f} s.", ""]
-    Path(out).write_text('\n'.join(L))
 
 if __name__ == '__main__':
     if len(sys.argv) > 1 and sys.argv[1] == '--mem-child':
