@@ -142,7 +142,7 @@ def main(smoke=False, device='cpu', repeats=3, out='benchmarks/METHODS.md', only
         def plain():
             with torch.no_grad(): model(x)
             sync(device)
-        row = dict(setting=s, time={}, mem={})
+        row = dict(setting=s, family=get_method(method.split('@')[0]).family, time={}, mem={})
         mem = not smoke or method == SMOKE[0]  # a process per library: seconds each (a smoke run: fastcam's once)
         plain_mem = measure_mem('plain', method, smoke, device)['peak'] if mem else None
         for lib in libs_of(method):
