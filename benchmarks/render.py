@@ -173,7 +173,7 @@ def vit_table(v:dict):
     agg = df.groupby(['method', 'layer']).agg(
         faithfulness=('faithfulness', 'mean'), faith_min=('faithfulness', 'min'), faith_max=('faithfulness', 'max'),
         pointing=('pointing_game', 'mean'), point_min=('pointing_game', 'min'), point_max=('pointing_game', 'max'),
-        passes=('passes', 'all'), cost=('cost', 'mean')).reset_index().sort_values('faithfulness', ascending=False)
+        passes=('passes', 'all')).reset_index().sort_values('faithfulness', ascending=False)
     return agg, (agg[agg.passes].iloc[0] if agg.passes.any() else None)
 
 def render_vit(v:dict)->str:
@@ -183,13 +183,12 @@ def render_vit(v:dict)->str:
     L = header("Which map to trust on a ViT", v['meta']) + [v['doc'], "",
          f"{len(v['learned'])} of {v['seeds']} models learned (accuracy " + ', '.join(f"{a:.2f}" for a in v['accuracies'])
          + f"; a model counts from {v['min_accuracy']:.2f}); {v['n']} images, {v['epochs']} epochs; {v['max_items']} "
-         "validation items per model; mean (min–max) over the models that learned. The cost is `cam_report`'s timing, "
-         "indicative only: `METHODS.md` measures each method's cost.", "",
-         "| method | layer | faithfulness | pointing game | passes both sanity checks on every model "
-         "| cost (indicative) |", "|---|---|---|---|---|---|"]
+         "validation items per model; mean (min–max) over the models that learned. Each method's cost is measured "
+         "on a quiet machine in [METHODS.md](METHODS.md).", "",
+         "| method | layer | faithfulness | pointing game | passes both sanity checks on every model |",
+         "|---|---|---|---|---|"]
     L += [f"| `{r.method}` | `{r.layer}` | {rng(r.faithfulness, r.faith_min, r.faith_max)} | "
-          f"{rng(r.pointing, r.point_min, r.point_max)} | {'yes' if r.passes else 'no'} | {r.cost:.2f}× |"
-          for r in agg.itertuples()]
+          f"{rng(r.pointing, r.point_min, r.point_max)} | {'yes' if r.passes else 'no'} |" for r in agg.itertuples()]
     L += ["", "Chosen: " + ("none passes" if best is None else f"`{best.method}` at `{best.layer}`") + ".", "",
           f"Run time: {v['seconds']:.0f} s.", ""]
     return '\n'.join(L)
