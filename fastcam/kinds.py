@@ -84,8 +84,8 @@ class ModelKinds(NamedTuple):
 # words on recurrent classifiers (the text notebook measures every method's pointing game).
 MODEL_KINDS = ModelKinds(
     # The default is gradient-weighted rollout over every block: measured (`benchmarks/VIT.md`, three ViTs trained from
-    # scratch) the most faithful, pointing at the object on every model, where Grad-CAM's pointing game ranges from
-    # 0.03 to 1.00. Layer methods' default is the last block's first norm: with class-token pooling the *output* of
+    # scratch) the most faithful that passes both sanity checks on every model (a test holds it to that file).
+    # Layer methods' default is the last block's first norm: with class-token pooling the *output* of
     # the last block reaches the logits through the class token only, so its patch tokens get exactly zero gradient.
     ModelKind('vit', lambda m: find_vit(m) is not None, lambda m, x: _vit_norms(m)[-1], default_method='gradrollout',
               candidates=lambda m: _vit_norms(m)[-3:], reads_attention=True),

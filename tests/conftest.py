@@ -1,8 +1,9 @@
-import os, tempfile, numpy as np, pytest, torch
+import importlib, os, tempfile, numpy as np, pytest, torch
 from pathlib import Path
 from fastai.vision.all import (ImageDataLoaders, get_image_files, vision_learner, resnet18, error_rate, set_seed,
                                Callback, accuracy)
 from fastcam.data import synth_pets, is_cat
+from peer_ticks import PEER_TICKS
 
 # Two cores: two threads, or one per worker where pytest-xdist runs two
 torch.set_num_threads(1 if int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', 1)) > 1 else 2)
@@ -39,7 +40,65 @@ def fresh(pets_path):
     set_seed(0)
     return vision_learner(make_dls(pets_path), resnet18, metrics=error_rate, pretrained=False)
 
+# Each test that the README's method table names for a peer (tests/peer_ticks.py) must construct that peer's class
+def ticked_classes(nodeid:str)->set[str]:
+    "The peer classes that tests/peer_ticks.py says the test `nodeid` compares with"
+    return {cls for cls, test, *_ in PEER_TICKS.values() if nodeid.split('/')[-1] == test}
+
+@pytest.fixture(autouse=True)
+def constructs_its_peer(request, monkeypatch):
+    "Fails a test named in tests/peer_ticks.py that never constructs the peer class named with it"
+    want, made, failed = ticked_classes(request.node.nodeid), set(), request.session.testsfailed
+    for path in want:
+        mod, name = path.rsplit('.', 1)
+        cls = getattr(importlib.import_module(mod), name)
+        def spy(self, *a, _init=cls.__init__, _path=path, **k):
+            made.add(_path); _init(self, *a, **k)
+        monkeypatch.setattr(cls, '__init__', spy)
+    yield
+    if want - made and request.session.testsfailed == failed: pytest.fail(f"tests/peer_ticks.py names {request.node.nodeid} for {sorted(want - made)}, "
+                                "which it never constructs")
+
+def pytest_sessionfinish(session, exitstatus):
+    "A skipped test is a claim left unchecked: the run fails (its reasons are listed by `-rs`)"
+    if hasattr(session.config, 'workerinput'): return  # (pytest-xdist: the main process counts every worker's)
+    reporter = session.config.pluginmanager.get_plugin('terminalreporter')
+    if reporter and (n := len(reporter.stats.get('skipped', []))) and session.exitstatus == 0:
+        reporter.write_line(f"ERROR: {n} test(s) skipped: every test must run (see the skip reasons above)", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
 # Helpers shared by several test modules
+
+# Independent references for the measures: written out one image and one step at a time, never calling fastcam.metrics
+def hand_upsample(m, size):
+    "A raw map `(h, w)` upsampled bilinearly (half-pixel centres) to `size`"
+    return torch.nn.functional.interpolate(m[None, None].float(), size=size, mode='bilinear', align_corners=False)[0, 0]
+
+def hand_pointing_game(maps, boxes, size):
+    "Per item: 1 if the maximum of its upsampled map lies in its box `x0 <= x < x1, y0 <= y < y1`, else 0"
+    hits = []
+    for m, (x0, y0, x1, y1) in zip(maps, boxes.tolist()):
+        i = int(hand_upsample(m, size).argmax()); y, x = divmod(i, size[1])
+        hits.append(float(x0 <= x < x1 and y0 <= y < y1))
+    return torch.tensor(hits)
+
+def hand_curve_auc(model, x, maps, t, mode, steps):
+    """Deletion (or insertion) AUC with a zero baseline: pixels ranked by the upsampled map (ties in raster order),
+    round(k·HW/steps) of them removed (inserted) at step k, the class's softmax probability, trapezoids over [0, 1]"""
+    res = []
+    with torch.no_grad():
+        for xi, m, c in zip(x, maps, t):
+            H, W = xi.shape[-2:]
+            u = hand_upsample(m, (H, W)).flatten().tolist()
+            order = sorted(range(H * W), key=lambda p: -u[p])  # (Python's sort is stable: raster order in ties)
+            probs = []
+            for k in range(steps + 1):
+                changed = torch.zeros(H * W, dtype=torch.bool)
+                changed[order[:round(k * H * W / steps)]] = True
+                keep = ~changed if mode == 'deletion' else changed
+                probs.append(float(model(xi[None] * keep.view(1, 1, H, W))[0].softmax(-1)[int(c)]))
+            res.append(sum((a + b) / 2 for a, b in zip(probs[1:], probs[:-1])) / steps)
+    return torch.tensor(res)
 
 def no_hooks(model):
     return all(not m._forward_hooks and not m._backward_hooks and not m._forward_pre_hooks for m in model.modules())
@@ -76,9 +135,9 @@ TEST_OUT = Path(__file__).parent.parent/'test_out'  # screenshots of the browser
 
 @pytest.fixture
 def chrome(tmp_path):
-    "Headless chromium through selenium; skipped, with the reason, where no browser could be installed"
+    "Headless chromium through selenium; a failure, saying what is missing, where no browser is installed"
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(p)]
-    if missing: pytest.skip(f"no browser: {', '.join(missing)} missing (apt-get install chromium chromium-driver)")
+    if missing: pytest.fail(f"no browser: {', '.join(missing)} missing (as root: apt-get install chromium chromium-driver)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     opts = webdriver.ChromeOptions()

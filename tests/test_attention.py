@@ -10,7 +10,7 @@ from fastcam.vit import AttentionHook
 from fastcam.methods import ATTENTION_METHODS
 from conftest import no_hooks
 
-timm = pytest.importorskip('timm', reason='timm is an optional extra: pip install fastcam[timm]')
+import timm
 
 @pytest.fixture(scope='module')
 def tvit():
@@ -20,7 +20,7 @@ def tvit():
     return m
 
 def test_legrad_equals_torchcam(tvit):
-    tc = pytest.importorskip('torchcam.methods')
+    import torchcam.methods as tc
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     blocks = list(tvit.encoder.layers)[-4:]
     ours = normalize_maps(cam_maps(tvit, x, blocks, torch.tensor([3, 7]), 'legrad'))
@@ -112,9 +112,28 @@ def test_errors(vit):
     with pytest.raises(ValueError, match='windowed attention'):
         cam_maps(swin, torch.randn(1, 3, 224, 224), None, 0, 'rollout')
 
+def hand_folded_gradcam(model, layer, x, target, grid, method='gradcam'):
+    """Grad-CAM (or HiResCAM) by hand at a token layer: hook its output, autograd.grad of the class scores, drop the tokens before
+    the `grid`'s patches (however many the model puts first), fold the rest to the grid"""
+    acts = []
+    h = layer.register_forward_hook(lambda m, i, o: acts.append(o))
+    try:
+        with torch.enable_grad():
+            out = model.eval()(x)
+            g, = torch.autograd.grad(out[:, target].sum(), acts[0])
+    finally: h.remove()
+    a = acts[0].detach()
+    n_prefix = a.shape[1] - grid[0] * grid[1]
+    a, g = a[:, n_prefix:], g[:, n_prefix:]
+    w = g.mean(1, keepdim=True) if method == 'gradcam' else g
+    return (w * a).sum(-1).relu().reshape(len(x), *grid), n_prefix
+
+# each zoo, and the prefix tokens it puts before the patches: class, distillation and register tokens
 ZOOS = {'vit_tiny_patch16_224': dict(img_size=(64, 48)), 'deit_tiny_distilled_patch16_224': dict(img_size=64),
         'vit_small_patch14_reg4_dinov2': dict(img_size=56, depth=2), 'eva02_tiny_patch14_224': dict(img_size=56),
         'beit_base_patch16_224': dict(img_size=64, depth=2, embed_dim=96, num_heads=2)}
+PREFIX = {'vit_tiny_patch16_224': 1, 'deit_tiny_distilled_patch16_224': 2, 'vit_small_patch14_reg4_dinov2': 5,
+          'eva02_tiny_patch14_224': 1, 'beit_base_patch16_224': 1}
 
 @pytest.mark.parametrize('arch', list(ZOOS))
 def test_every_zoo_inside_get_preds(pets_path, arch):
@@ -136,6 +155,14 @@ def test_every_zoo_inside_get_preds(pets_path, arch):
         assert torch.equal(preds, plain), m  # predictions bit for bit
         assert cb.maps.shape == (len(dls.valid_ds), *grid) and (cb.maps.flatten(1).amax(1) > 0).all(), m
         assert len(cb.layer_name) == len(vit.blocks)
+    # a layer method: each map is the hooked tokens folded by hand, the prefix tokens dropped (HiResCAM: per position,
+    # so that a random model's maps are not all zero)
+    cb = CAMCallback(layer=vit.blocks[0].norm1, method='hirescam', target=1)
+    learn.get_preds(cbs=cb)
+    xs = torch.cat([xb for xb, _ in learn.dls.valid]).as_subclass(torch.Tensor)
+    ref, n_prefix = hand_folded_gradcam(learn.model, vit.blocks[0].norm1, xs, 1, grid, 'hirescam')
+    assert n_prefix == PREFIX[arch] and ref.sum() > 0
+    torch.testing.assert_close(cb.maps, ref, rtol=1e-4, atol=1e-6)
     assert no_hooks(learn.model)
 
 def test_an_exception_leaves_the_learner_as_it_was(pets_path):
@@ -156,9 +183,12 @@ def test_an_exception_leaves_the_learner_as_it_was(pets_path):
     learn.export(pets_path / 'vit.pkl')  # with the callback attached
 
 def test_layer_methods_fold_a_torchvision_vit_with_no_reshape(tvit):
-    x = torch.randn(1, 3, 224, 224)
-    maps = cam_maps(tvit, x, tvit.encoder.layers[-1].ln_1, 0, 'gradcam')
-    assert maps.shape == (1, 14, 14) and maps.sum() > 0
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(2))
+    layer = tvit.encoder.layers[-1].ln_1
+    grid = (tvit.image_size // tvit.patch_size,) * 2  # torchvision's patch embedding: a conv of stride patch_size
+    ref, n_prefix = hand_folded_gradcam(tvit, layer, x, 3, grid)
+    assert n_prefix == 1 and ref.sum() > 0
+    torch.testing.assert_close(cam_maps(tvit, x, layer, 3, 'gradcam'), ref, rtol=1e-4, atol=1e-6)
 
 def test_swin(pets_path):
     "fastai's vision_learner cannot run a Swin (its head pools NCHW), and says what would; timm's own model folds"

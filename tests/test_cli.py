@@ -20,8 +20,10 @@ def test_smoke_synthetic(tmp_path):
     m = json.loads((tmp_path/'metrics.json').read_text())
     assert {'error_rate', 'accuracy', 'pointing_game', 'energy_pointing_game', 'layer', 'method', 'arch'} <= set(m)
     assert m['layer'] == '0.6' and m['arch'] == 'resnet18' and m['ground_truth'] == 'boxes'
-    assert 0 <= m['pointing_game'] <= 1 and 0 <= m['error_rate'] <= 1
     assert 'pointing game' in r.stdout and 'error_rate' in r.stdout
+    # the figures, worked out here from the exported learner: predictions, Grad-CAM by captum, the boxes' file
+    err, pg = by_hand(tmp_path)
+    assert m['error_rate'] == pytest.approx(err, abs=1e-6) and m['pointing_game'] == pytest.approx(pg, abs=1e-6)
     # stdout is not a terminal here: fastai's Recorder table, one line per epoch, and no progress-bar redraws
     assert '\r' not in r.stdout and '%' not in r.stdout
     lines = r.stdout.splitlines()
@@ -29,6 +31,33 @@ def test_smoke_synthetic(tmp_path):
     assert lines[1].split()[0] == '0' and len(lines) == 1 + 1 + 6  # header, one epoch, the summary
     from fastai.learner import load_learner
     assert 'EpochLines' not in str(load_learner(tmp_path/'learner.pkl').cbs)  # the export has fastai's own bars
+
+def by_hand(out, size=64):
+    """Error rate and pointing game of the recipe's validation items, from `out/learner.pkl` and `out/data`: fastai's
+    split (seed 21), predictions of the loaded model, captum's Grad-CAM at `model[0][-2]` upsampled bilinearly, and
+    whether its maximum falls in the object's box of `boxes.json`"""
+    import torch, torch.nn.functional as F
+    from captum.attr import LayerGradCam
+    from fastai.learner import load_learner
+    from fastai.vision.all import ImageDataLoaders, get_image_files, Resize
+    learn = load_learner(out/'learner.pkl')
+    dls = ImageDataLoaders.from_name_func(out/'data', get_image_files(out/'data'), valid_pct=0.2, seed=21,
+                                          label_func=lambda name: 'cat' if name[0].isupper() else 'dog',
+                                          item_tfms=Resize(size), bs=8, num_workers=0)
+    items = dls.valid_ds.items
+    xs, ys = map(torch.cat, zip(*[(x.as_subclass(torch.Tensor), y.as_subclass(torch.Tensor)) for x, y in dls.valid]))
+    model = learn.model.eval()
+    with torch.no_grad(): pred = model(xs).argmax(1)
+    labels = [learn.dls.vocab.o2i[dls.vocab[int(y)]] for y in ys]  # (both vocabs are ['cat', 'dog'])
+    err = (pred != torch.tensor(labels)).float().mean().item()
+    maps = LayerGradCam(model, model[0][-2]).attribute(xs, target=pred, relu_attributions=True)
+    up = F.interpolate(maps.detach(), size=(size, size), mode='bilinear', align_corners=False)[:, 0].flatten(1)
+    boxes = json.loads((Path(items[0]).parent/'boxes.json').read_text())
+    hits = []
+    for f, i in zip(items, up.argmax(1).tolist()):
+        x0, y0, x1, y1 = boxes[Path(f).name]
+        hits.append(x0 <= i % size < x1 and y0 <= i // size < y1)  # boxes end before x1, y1
+    return err, sum(hits) / len(hits)
 
 def test_pets_unreachable(tmp_path):
     "No cache (a fresh FASTAI_HOME) and no network: one clear line, exit 2, no traceback"
@@ -76,5 +105,19 @@ def test_trimaps_scored(tmp_path):
         Image.fromarray(tri).save(tmp_path/'annotations'/'trimaps'/f'{name}.png')
     learn, interp, m = pets_recipe(tmp_path/'images', tmp_path/'out', 'resnet18', 1, 32, 8, False, '0.6',
                                    num_workers=0)
-    assert m['ground_truth'] == 'trimaps' and 0 <= m['pointing_game'] <= 1 and 0 <= m['energy_pointing_game'] <= 1
+    assert m['ground_truth'] == 'trimaps'
+    # by hand: each trimap's centre square resized to the input (nearest), the pet and its border (not 2) the object;
+    # the maximum of each map upsampled bilinearly to the input
+    import torch, torch.nn.functional as F
+    up = F.interpolate(interp.maps[:, None].float(), size=(32, 32), mode='bilinear', align_corners=False)[:, 0]
+    hits, energy = [], []
+    for f, u in zip(interp.dl.items, up):
+        tri = Image.open(tmp_path/'annotations'/'trimaps'/f'{Path(f).stem}.png')
+        side = min(tri.size); left, top = (tri.size[0] - side) // 2, (tri.size[1] - side) // 2
+        mask = torch.from_numpy(np.asarray(tri.crop((left, top, left + side, top + side)).resize((32, 32), Image.NEAREST)) != 2)
+        hits.append(float(mask.flatten()[u.argmax()]))
+        n = (u - u.min()) / (u.max() - u.min()) if u.max() > u.min() else torch.zeros_like(u)
+        energy.append(float((n * mask).sum() / n.sum()) if n.sum() > 0 else 0.)
+    assert m['pointing_game'] == pytest.approx(sum(hits) / len(hits), abs=1e-6)
+    assert m['energy_pointing_game'] == pytest.approx(sum(energy) / len(energy), abs=1e-5)
     assert json.loads((tmp_path/'out'/'metrics.json').read_text())['pointing_game'] == m['pointing_game']

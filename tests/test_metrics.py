@@ -1,5 +1,7 @@
 "Metrics against hand-computed values and through the fastai entry point, and their bad inputs."
 import pytest, torch, torch.nn as nn
+from captum.attr import LayerGradCam
+from conftest import hand_pointing_game
 from fastcam.hooks import cam_maps
 from fastcam.metrics import pointing_game, energy_pointing_game, deletion_auc, insertion_auc, average_drop, increase_in_confidence, perturbation_curves
 from fastcam.interpret import CAMInterpretation
@@ -53,8 +55,11 @@ def test_cam_report_on_learner(trained):
     assert {'deletion_auc', 'insertion_auc', 'average_drop', 'increase_in_confidence', 'pointing_game',
             'energy_pointing_game', 'cost', 'verdict', 'rank'} <= set(df.columns)
     x = torch.cat([b[0] for b in trained.dls.test_dl(interp.dl.items[:4], with_labels=True)]).as_subclass(torch.Tensor)
-    maps = cam_maps(trained.model, x, '0.6', interp.decoded[:4])
-    assert df.loc['gradcam', 'pointing_game'] == pytest.approx(pointing_game(maps, boxes[:4], x.shape[-2:]).mean().item())
+    model = trained.model.eval()
+    with torch.no_grad(): t = model(x).argmax(1)  # the 'top' class cam_report explains
+    maps = LayerGradCam(model, model[0][6]).attribute(x, target=t, relu_attributions=True)[:, 0].detach()  # captum's
+    hand = hand_pointing_game(maps, boxes[:4], x.shape[-2:]).mean().item()
+    assert df.loc['gradcam', 'pointing_game'] == pytest.approx(hand)
     assert 'pointing_game' not in interp.cam_report(methods=['gradcam'], max_items=2, steps=2).columns
     fig = interp.plot_report_curves()
     assert len(fig.axes) == 2

@@ -3,9 +3,9 @@ equal to 1e-4 after each library's normalisation (the stochastic ones with the n
 import copy, pytest, torch
 from fastai.vision.all import create_vision_model, resnet18, set_seed
 from fastcam.hooks import cam_maps
-from fastcam.core import normalize_maps, upsample_maps, METHOD_RNG
+from fastcam.core import normalize_maps, upsample_maps, cam_head, METHOD_RNG
 from fastcam.methods import get_method
-pgc = pytest.importorskip('pytorch_grad_cam')
+import pytorch_grad_cam as pgc
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 SIZE, LAYER = 128, '0.6'  # resnet18's layer3: 8×8 maps for 128 px inputs
@@ -82,7 +82,7 @@ def test_ablation_ratio_as_pytorch_grad_cam(net, small):
 
 def test_ablation_at_a_token_layout_equals_a_hand_ablation():
     "The swapped output goes back to the layer's own layout: a ViT's tokens, class token kept"
-    timm = pytest.importorskip('timm')
+    import timm
     vit = timm.create_model('vit_tiny_patch16_224', pretrained=False, num_classes=3, img_size=32).eval()
     xv = torch.randn(2, 3, 32, 32)
     got = cam_maps(vit, xv, 'blocks.0.norm1', 1, 'ablationcam', batch_size=40)
@@ -123,12 +123,62 @@ def test_guided_backprop_equals_pytorch_grad_cam(net, x):
     assert all(isinstance(m, torch.nn.ReLU) and m.inplace for m in net.modules() if type(m).__name__ == 'ReLU')
     assert not any(m._forward_hooks for m in net.modules()) and all(p.grad is None for p in net.parameters())
 
+def test_guided_backprop_equals_captum(net, x):
+    "captum's GuidedBackprop (on a copy whose ReLUs are not in place, which captum's hooks need): the gradient's largest absolute channel"
+    from captum.attr import GuidedBackprop
+    model = copy.deepcopy(net)
+    for m in model.modules():
+        if isinstance(m, torch.nn.ReLU): m.inplace = False
+    t = torch.tensor([2, 0])
+    ref = GuidedBackprop(model).attribute(x.clone(), target=t).detach().abs().amax(1)
+    ours = torch.cat([cam_maps(net, x[i:i + 1], LAYER, int(c), 'guidedbackprop') for i, c in enumerate(t)])
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-7)
+
+@pytest.fixture(scope='module')
+def cam_net():
+    "resnet18 with a pool → linear head (`cam_head`), which plain CAM needs"
+    set_seed(3)
+    return create_vision_model(resnet18, 3, pretrained=False, custom_head=cam_head(512, 3)).eval()
+
+def torchcam_maps(name, net, layer, x, t, **kw):
+    "torchcam's maps (each min-max scaled at the layer's size) from its class `name`, on a copy of `net`"
+    import torchcam.methods as tc
+    model = copy.deepcopy(net)
+    with getattr(tc, name)(model, layer, input_shape=tuple(x.shape[1:]), **kw) as cam:
+        with torch.set_grad_enabled(name not in ('CAM', 'ScoreCAM', 'SSCAM', 'ISCAM')): out = model(x)
+        return cam(t.tolist(), out)[0]
+
+def hand_gradients(net, layer, x, t):
+    "The layer's activation and the gradient of each item's class score there, by a hook and autograd.grad"
+    acts = []
+    h = net.get_submodule(layer).register_forward_hook(lambda m, i, o: acts.append(o))
+    try:
+        with torch.enable_grad(): out = net(x)
+    finally: h.remove()
+    g, = torch.autograd.grad(out[torch.arange(len(x)), t].sum(), acts[0])
+    return acts[0].detach(), g
+
+ONE_PASS_TC = {'cam': 'CAM', 'gradcam': 'GradCAM', 'gradcam++': 'GradCAMpp', 'xgradcam': 'XGradCAM', 'layercam': 'LayerCAM'}
 TORCHCAM = {'iscam': ('ISCAM', dict(num_samples=3)), 'sscam': ('SSCAM', dict(num_samples=2))}
 
-@pytest.mark.parametrize('method', list(TORCHCAM))
-def test_equals_torchcam(net, small, method):
-    "IS-CAM exactly; SS-CAM with the same noise (torchcam draws from torch's generator, fastcam from METHOD_RNG)"
-    tc = pytest.importorskip('torchcam.methods')
+@pytest.mark.parametrize('method', [*ONE_PASS_TC, *TORCHCAM])
+def test_equals_torchcam(net, cam_net, x, small, method):
+    """torchcam's class on the same model, layer, input and class. Grad-CAM++: torchcam's alpha is never divided (its
+    `div_` acts on a boolean-masked copy), so its weights are Σ g²·ReLU(g): its map is that, worked out by hand, and
+    fastcam's (the paper's alpha, as pytorch-grad-cam) differs. IS-CAM exactly; SS-CAM with the same noise (torchcam
+    draws from torch's generator, fastcam from METHOD_RNG)"""
+    if method in TORCHCAM: return rerun_equals_torchcam(net, small, method)
+    t = torch.tensor([0, 2])
+    model, layer = (cam_net, '0') if method == 'cam' else (net, LAYER)
+    ref = torchcam_maps(ONE_PASS_TC[method], model, layer, x, t, **(dict(fc_layer='1.2') if method == 'cam' else {}))
+    ours = normalize_maps(cam_maps(model, x, layer, t, method))
+    if method == 'gradcam++':
+        A, g = hand_gradients(net, layer, x, t)
+        close(normalize_maps(((g ** 2 * g.relu()).sum((2, 3), keepdim=True) * A).sum(1).relu()), ref)
+        assert (ours - ref).abs().amax() > 0.01
+    else: close(ours, ref)
+
+def rerun_equals_torchcam(net, small, method):
     from fastcam.methods import register_method, unregister_method, CAMMethod, _cam
     from fastcam.perturb import iscam_weights, sscam_weights
     name, kw = TORCHCAM[method]
@@ -139,12 +189,36 @@ def test_equals_torchcam(net, small, method):
         METHOD_RNG.manual_seed(11)
         ours = normalize_maps(cam_maps(net, small, LAYER, torch.tensor(t), 'few', batch_size=48))
     finally: unregister_method('few')
+    torch.manual_seed(11)
+    close(ours, torchcam_maps(name, net, LAYER, small, torch.tensor(t), batch_size=32, **kw), 1e-4)
+
+def test_scorecam_against_both_peers(net, small):
+    """Score-CAM has three definitions, each worked out here by hand from the same activation. fastcam's is the
+    authors' code (github.com/haofanwang/Score-CAM): a channel weighs the class's softmax probability on the input
+    masked by that channel. pytorch-grad-cam's class weighs the softmax over the channels of the class's logit (masks
+    upsampled with aligned corners); torchcam's the softmax over the channels of the logit's rise above the unmasked
+    input's (masks scaled before they are upsampled). The three maps differ"""
+    import torch.nn.functional as F
+    t, idx = torch.tensor([1, 2]), torch.arange(2)
+    A, _ = hand_gradients(net, LAYER, small, t)
+    def minmax(a):
+        lo, hi = a.amin((-2, -1), keepdim=True), a.amax((-2, -1), keepdim=True)
+        return (a - lo) / (hi - lo + 1e-8)
+    up = lambda a, corners: F.interpolate(a, size=small.shape[-2:], mode='bilinear', align_corners=corners)
+    def logits(masks):  # the logits of each item masked by each of its masks: (n, k, classes)
+        with torch.no_grad(): return torch.stack([net(small[i] * masks[i][:, None]) for i in idx])
+    weighed = lambda w: normalize_maps((w[..., None, None] * A).sum(1).relu())
+    ours = cam_maps(net, small, LAYER, t, 'scorecam', batch_size=48)
+    close(normalize_maps(ours), weighed(logits(minmax(up(A, False))).softmax(-1)[idx, :, t]))
     model = copy.deepcopy(net)
-    with getattr(tc, name)(model, LAYER, batch_size=32, input_shape=(3, SIZE // 2, SIZE // 2), **kw) as cam:
-        torch.manual_seed(11)
-        with torch.no_grad(): out = model(small)
-        ref = cam(t, out)[0]
-    close(ours, ref, 1e-4)
+    cam = pgc.ScoreCAM(model, [model.get_submodule(LAYER)])
+    w = torch.from_numpy(cam.get_cam_weights(small, None, [ClassifierOutputTarget(int(c)) for c in t], A.numpy(), None))
+    torch.testing.assert_close(w, logits(minmax(up(A, True)))[idx, :, t].softmax(-1), rtol=1e-4, atol=1e-6)
+    tc_map = torchcam_maps('ScoreCAM', net, LAYER, small, t, batch_size=32)
+    with torch.no_grad(): base = net(small)[idx, t]
+    close(weighed((logits(up(minmax(A), False))[idx, :, t] - base[:, None]).softmax(-1)), tc_map)
+    assert (normalize_maps(ours) - tc_map).abs().amax() > 0.05
+    assert (normalize_maps(upsample_maps(ours, small.shape[-2:])) - theirs(pgc.ScoreCAM, net, small, t)).abs().amax() > 0.05
 
 def test_segeigencam_on_a_unet_equals_pytorch_grad_cam():
     "A dense model: each class's logits summed over its predicted region, as pytorch-grad-cam's SemanticSegmentationTarget"
@@ -217,10 +291,11 @@ def test_eigen_smooth_equals_pytorch_grad_cam_up_to_sign(net, x):
         assert err <= 1e-4, (i, err.item())
     with pytest.raises(ValueError, match='gives its map directly'): cam_maps(net, x, LAYER, t, 'eigencam', smooth='eigen')
 
-def test_smoothgradcampp_weights_equal_torchcam(net):
-    """With the same noise, the weights of torchcam's variant (`grads='last'`) equal torchcam's. torchcam then weighs
-    its last noisy sample's activation, fastcam the input's"""
-    tc = pytest.importorskip('torchcam.methods')
+def test_smoothgradcampp_and_torchcam(net):
+    """With the same noise: fastcam's `grads='last'` weights are torchcam's, and torchcam's map is those weights on its
+    last noisy copy's activation. fastcam's default (the paper: the gradients averaged over the copies, the input's
+    activation) differs from torchcam's map"""
+    import torchcam.methods as tc
     from fastcam.hooks import CAMHook
     from fastcam.perturb import smoothgradcampp_weights
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
@@ -228,15 +303,18 @@ def test_smoothgradcampp_weights_equal_torchcam(net):
     METHOD_RNG.manual_seed(5)
     with CAMHook(net, LAYER, 'smoothgradcam++') as hook:
         with torch.no_grad(): net(x)
-        w = hook._paused(smoothgradcampp_weights(3, 0.3, 'last'), net, x, hook.act.detach(), t, 64, hook)
+        w = hook._paused(smoothgradcampp_weights(4, 0.3, 'last'), net, x, hook.act.detach(), t, 64, hook)
+    METHOD_RNG.manual_seed(5)
+    ours = normalize_maps(cam_maps(net, x, LAYER, t, 'smoothgradcam++'))  # fastcam's defaults: 4 copies, noise 0.3
     model, g = copy.deepcopy(net), torch.Generator().manual_seed(5)
     class Noise:
         def sample(self, size): return torch.randn(size, generator=g) * 0.3  # METHOD_RNG's draws, in the same order
-    with tc.SmoothGradCAMpp(model, LAYER, num_samples=3, std=0.3, input_shape=(3, 64, 64)) as cam:
+    with tc.SmoothGradCAMpp(model, LAYER, num_samples=4, std=0.3, input_shape=(3, 64, 64)) as cam:
         cam._distrib = Noise()
-        model(x)
-        ref = cam._get_weights(t.tolist())[0]
-    assert (w - ref).abs().amax() <= 2e-4 * ref.abs().amax()
+        ref = cam(t.tolist(), model(x))[0]
+        last = cam.hook_a[0]  # the last noisy copy's activation
+    close(normalize_maps((w[:, :, None, None] * last).sum(1).relu()), ref)
+    assert (ours - ref).abs().amax() > 0.05
 
 def test_several_layers_equal_pytorch_grad_cam():
     "Layers at 32×32 (the input's size, where pytorch-grad-cam fuses) and 16×16: the mean, and RefineCAM's product"
@@ -250,7 +328,7 @@ def test_several_layers_equal_pytorch_grad_cam():
     model = copy.deepcopy(m)
     with pgc.GradCAM(model=model, target_layers=[model.get_submodule(l) for l in layers]) as cam:
         close(normalize_maps(cam_maps(m, x, layers, t)), torch.from_numpy(cam(x, targets=targets)))
-    tc = pytest.importorskip('torchcam.methods')  # torchcam's fusion: the max of the maps, each scaled at its own size
+    import torchcam.methods as tc  # torchcam's fusion: the max of the maps, each scaled at its own size
     with tc.GradCAM(copy.deepcopy(m), layers, input_shape=(3, 32, 32)) as cam:
         fused = cam.fuse_cams(cam(t.tolist(), cam.model(x)))
     close(cam_maps(m, x, layers, t, fuse='max'), fused)

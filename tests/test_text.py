@@ -65,6 +65,52 @@ def test_intgrad_equals_captum(text_learn):
     finally:
         with torch.no_grad(): emb.weight[spare] = old
 
+def embedding_forward(learn, ids, layer):
+    "The model as a function of its embedding layer's output (the layer's output replaced by the argument): logits"
+    def f(e):
+        h = layer.register_forward_hook(lambda m, i, o: e)
+        try: return learn.model(ids.expand(len(e), -1))[0]
+        finally: h.remove()
+    return f
+
+@pytest.mark.parametrize('method', ['occlusion', 'gradxinput', 'smoothgrad'])
+def test_token_methods_equal_captum(text_learn, method, monkeypatch):
+    """Each review's map equals captum's on that review alone, at the embedding (fastai's `encoder_dp`): `Occlusion` of
+    one token's embedding at a time, xxunk's embedding the baseline; `LayerGradientXActivation`; `NoiseTunnel` over
+    `Saliency` (SmoothGrad, 8 samples, noise 0.15 × the embedding's std, the same draws) × the embedding"""
+    from captum.attr import Occlusion, LayerGradientXActivation, NoiseTunnel, Saliency
+    from fastcam.core import METHOD_RNG, method_noise
+    from fastcam.methods import get_method
+    learn = text_learn
+    layer = learn.model[0].module.encoder_dp
+    if method != 'smoothgrad':  # inside get_preds, every review
+        cb = CAMCallback(method=method)
+        learn.get_preds(cbs=cb)
+        maps, targets = cb.maps, cb.targets
+    learn.model.eval()
+    for i in (0, 5, 9):
+        ids = review_ids(learn, i)[None]
+        with torch.no_grad(): e = layer(ids)  # the embedding, as the model sees it (encoder_dp takes the ids)
+        if method == 'smoothgrad':  # the same noise: fastcam's draws from METHOD_RNG, handed to captum's torch.normal
+            t = learn.model(ids)[0].argmax(1)
+            METHOD_RNG.manual_seed(i)
+            ours = get_method('smoothgrad').token_maps(learn.model, ids, layer, t, torch.tensor([ids.shape[1]]))[0]
+            METHOD_RNG.manual_seed(i)
+            with monkeypatch.context() as mp:
+                mp.setattr(torch, 'normal', lambda mean, std: mean + method_noise(std.shape, std) * std)
+                g = NoiseTunnel(Saliency(embedding_forward(learn, ids, layer))).attribute(
+                    e, nt_type='smoothgrad', nt_samples=8, stdevs=0.15 * e.std().item(), target=int(t), abs=False)
+            ref = (g * e).sum(-1)[0]
+        else:
+            ours, t = maps[i], int(targets[i])
+            if method == 'occlusion':
+                with torch.no_grad(): unk = layer(torch.zeros_like(ids))  # xxunk's embedding (id 0) everywhere
+                ref = Occlusion(embedding_forward(learn, ids, layer)).attribute(
+                    e, sliding_window_shapes=(1, e.shape[-1]), baselines=unk, target=t)[0, :, 0]
+            else:
+                ref = LayerGradientXActivation(lambda x: learn.model(x)[0], layer).attribute(ids, target=t).sum(-1)[0]
+        torch.testing.assert_close(ours, ref.detach().float(), rtol=1e-4, atol=1e-5)
+
 def test_gauss_legendre_against_many_steps(text_learn):
     """Against captum's path integral at 64 steps: 4 Gauss-Legendre points (the default, half the passes of the 8
     midpoints before) are closer than 4 midpoints, and within 3%"""

@@ -3,7 +3,7 @@ computations (a hand-written hook + autograd.grad, and pytorch-grad-cam with its
 pictures, and the errors for tokens that do not fold to a grid."""
 import matplotlib; matplotlib.use('Agg')
 import pytest, torch
-timm = pytest.importorskip('timm', reason='timm is an optional extra: pip install fastcam[timm]')
+import timm
 from fastai.vision.all import ImageDataLoaders, get_image_files, Resize, vision_learner, set_seed
 from fastcam.hooks import cam_maps
 from fastcam.core import TokenGrid, channels_last
@@ -13,7 +13,7 @@ from fastcam.interpret import CAMInterpretation
 import fastcam.trust  # noqa: F401 (cam_report, sanity_checks)
 from fastcam.data import is_cat
 from conftest import Boom, no_hooks
-from conftest import panel, hot_top_left, assert_top_left_hot
+from conftest import panel, hot_top_left, assert_top_left_hot, hand_curve_auc
 
 ARCHS = {'vit_tiny_patch16_224': (1, 14), 'deit_tiny_distilled_patch16_224': (2, 14), 'eva02_tiny_patch14_224': (1, 16)}
 
@@ -80,7 +80,7 @@ def test_gradcam_equals_hand_computation(vit_learn):
     assert all(p.grad is None for p in learn.model.parameters())
 
 def test_gradcam_equals_pytorch_grad_cam():
-    pgc = pytest.importorskip('pytorch_grad_cam')
+    import pytorch_grad_cam as pgc
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     set_seed(1)
     model = timm.create_model('vit_tiny_patch16_224', pretrained=False, num_classes=3).eval()
@@ -155,7 +155,13 @@ def test_cam_report_and_every_method_on_vit(dls224):
     methods = ('gradcam', 'hirescam', 'eigencam', 'cam')
     df = interp.cam_report(methods=methods, max_items=4, steps=4, baseline='zero', road=False).set_index('method')
     assert sorted(df.index) == sorted(methods)
-    assert 0 <= df.loc['gradcam', 'deletion_auc'] <= 1 and 0 <= df.loc['hirescam', 'insertion_auc'] <= 1
+    xs = torch.cat([b[0] for b in learn.dls.test_dl(interp.dl.items[:4])]).as_subclass(torch.Tensor)
+    model = learn.model.eval()
+    with torch.no_grad(): t = model(xs).argmax(1)
+    layer = learn.model[0].model.blocks[-1].norm1
+    maps = hand_gradcam(model, layer, xs, t, 1, 14)  # Grad-CAM by hand, then its curves by hand
+    assert df.loc['gradcam', 'deletion_auc'] == pytest.approx(hand_curve_auc(model, xs, maps, t, 'deletion', 4).mean().item(), abs=1e-5)
+    assert df.loc['gradcam', 'insertion_auc'] == pytest.approx(hand_curve_auc(model, xs, maps, t, 'insertion', 4).mean().item(), abs=1e-5)
     assert 'not applicable' in df.loc['cam', 'verdict'] and df.loc['eigencam', 'verdict'].startswith('fails')
     x = learn.dls.valid.one_batch()[0][:2].as_subclass(torch.Tensor)
     assert cam_maps(learn.model, x, body_layer(learn.model), method='scorecam', batch_size=256).shape == (2, 14, 14)

@@ -6,8 +6,10 @@ those); an API page per module from the docments, as nbdev's `show_doc` gives th
 Pages are named as nbdev names them (`00_core.ipynb` -> `core.html`), so the `Docs:` link that
 `nbdev-export` ends each module docstring with (the `Documentation` URL of `pyproject.toml` + `core.html.md`) is a
 page of this site: each page's markdown is written beside it as `<page>.html.md`."""
-import argparse, base64, importlib, inspect, json, re, shutil, tomllib
+import argparse, base64, importlib, inspect, json, re, shutil, sys, tomllib
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).parent))
+from claims import fill  # the README's `{{ claims }}`, rendered from their measurements as make_readme does
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS, LIB = ROOT/'nbs', 'fastcam'
@@ -46,8 +48,8 @@ def rewrite_links(md: str, repo: str, prefix: str = '') -> str:
         elif path.startswith(('images/', 'benchmarks/')) and p.suffix in ('.png', '.md', '.gif', '.jpg'):
             new = prefix + path  # the site holds these
         else: new = f'{repo}/blob/main/{path}'
-        return f'[{text}]({new}{"#" + anchor if anchor else ""})'
-    return re.sub(r'\[([^\]]*)\]\(([^)\s]+)\)', fix, md)
+        return f'[{text}]({new}{"#" + anchor if anchor else ""}{m.group(3) or ""})'
+    return re.sub(r'\[([^\]]*)\]\(([^)\s]+)( "[^"]*")?\)', fix, md)  # (a title, as the method table's, kept)
 
 def fenced(text: str, lang: str = 'text') -> str:
     fence = '````' if '```' in text else '```'
@@ -91,7 +93,7 @@ def notebook_md(nb_path: Path, out_dir: Path, repo: str) -> str:
     for i, c in enumerate(cells):
         src = ''.join(c['source'])
         if c['cell_type'] == 'markdown':
-            parts.append(rewrite_links(src, repo))
+            parts.append(rewrite_links(fill(src), repo))
             continue
         if c['cell_type'] != 'code': continue
         d = directives(src)

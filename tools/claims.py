@@ -1,0 +1,57 @@
+"""What the README states from measurements and tests, rendered: no figure or tick in it is typed by hand.
+
+A markdown cell of `nbs/index.ipynb` holds `{{ name }}` where a rendered claim goes; `tools/make_readme.py` (the
+README) and `tools/make_docs.py` (the site's home page) replace it with `CLAIMS[name](root)`:
+
+- `methods_table`: the method table, its costs from `benchmarks/methods.json` (`make bench`), its ticks from
+  `tests/peer_ticks.py`, each a link to the test that compares with that peer's class, and the footnotes there.
+
+Standard library only: `make readme` runs without the virtual environment."""
+from __future__ import annotations
+import importlib.util, json, re
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+PEERS = ('pytorch-grad-cam', 'torchcam', 'captum')
+SUPERSCRIPT = str.maketrans('0123456789', '⁰¹²³⁴⁵⁶⁷⁸⁹')
+
+def peer_ticks(root:Path=ROOT)->dict:
+    "`PEER_TICKS` of `tests/peer_ticks.py`"
+    spec = importlib.util.spec_from_file_location('peer_ticks', Path(root)/'tests'/'peer_ticks.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod.PEER_TICKS
+
+def ratio(r)->str: return f"{r[1] if isinstance(r, list) else r:.2f}×"
+
+def methods_table(root:Path=ROOT)->str:
+    "The README's method table: one row per method of `make bench`'s last run, with the peers' ticks and footnotes"
+    bench, ticks = json.loads((Path(root)/'benchmarks'/'methods.json').read_text()), peer_ticks(root)
+    rows = {m: (r['family'], r['time']) for m, r in bench['methods'].items() if '@' not in m}
+    image = {m: (f, ratio(t['fastcam']), t) for m, (f, t) in rows.items() if f != 'attention'}
+    text = {m: ('tokens', ratio(r) + ' (`get_preds`)', {}) for m, r in bench['text'].items()}
+    attention = {m: (f, ratio(t['fastcam']) + ' (ViT-S)', t) for m, (f, t) in rows.items() if f == 'attention'}
+    notes, L = [], ["| method | family | pytorch-grad-cam | torchcam | captum | fastcam time ÷ forward | "
+                    "peers' time ÷ forward |", "|---|---|---|---|---|---|---|"]
+    def tick(m, peer):
+        if (m, peer) not in ticks: return ''
+        cls, test, mark, note = ticks[m, peer]
+        if note and note not in notes: notes.append(note)
+        shown = cls.rsplit('.', 1)[1] if peer == 'captum' and mark == '✓' else mark
+        sup = str(notes.index(note) + 1).translate(SUPERSCRIPT) if note else ''
+        file, name = test.split('::')
+        return f'[{shown}{sup}](tests/{file} "{name}")'
+    for m, (family, cost, t) in {**image, **text, **attention}.items():
+        peers = ', '.join(f"{p} {ratio(t[p])}" for p in PEERS if p in t)
+        L.append(f"| `{m}` | {family} | " + ' | '.join(tick(m, p) for p in PEERS) + f" | {cost} | {peers} |")
+    missing = sorted({m for m, _ in ticks} - {**image, **text, **attention}.keys())
+    if missing: raise ValueError(f"tests/peer_ticks.py names methods that benchmarks/methods.json lacks: {missing}")
+    return '\n'.join(L + [''] + [f"{i}. {n}." for i, n in enumerate(notes, 1)])
+
+CLAIMS = {'methods_table': methods_table}
+
+def fill(md:str, root:Path=ROOT)->str:
+    "`md` with each `{{ name }}` replaced by its rendered claim"
+    def one(m):
+        if m[1] not in CLAIMS: raise ValueError(f"{{{{ {m[1]} }}}}: no such claim; known: {sorted(CLAIMS)}")
+        return CLAIMS[m[1]](root)
+    return re.sub(r"\{\{\s*(\w+)\s*\}\}", one, md)
