@@ -48,13 +48,17 @@ docs: venv
 	$(BIN)/python tools/make_docs.py --out _site
 
 # A real browser for tests/test_browser.py and tests/test_docs.py: Debian's chromium and chromedriver, installed where
-# missing (as root, as in CI); where they cannot be, one line says so and the target fails
+# missing (as root, as in CI); where they are still missing after that, one line says so and the target fails
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+APT := apt-get
 browser:
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
-	  || { echo "ERROR: apt-get could not install chromium and chromium-driver, which the browser tests need" >&2; exit 1; }; \
-	else echo "ERROR: chromium and chromedriver are missing and this is not root with apt-get: install Debian's chromium and chromium-driver" >&2; exit 1; fi
+	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v $(APT) >/dev/null; then \
+	  { $(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq chromium chromium-driver >/dev/null; } \
+	  || { echo "ERROR: $(APT) could not install chromium and chromium-driver, which the browser tests need" >&2; exit 1; }; fi; \
+	[ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ] || { echo "ERROR: no browser for the browser tests: $(CHROMIUM) and \
+	$(CHROMEDRIVER) are missing (as root: apt-get install chromium chromium-driver)" >&2; exit 1; }
 
 pytest: venv browser
 	GRADIO_ANALYTICS_ENABLED=False $(BIN)/pytest tests -q -rs -n 2 --dist loadfile --durations=15

@@ -114,3 +114,18 @@ def test_vit_default_is_the_measured_one():
     from fastcam.kinds import MODEL_KINDS
     chosen = json.loads((ROOT/'benchmarks'/'VIT.json').read_text())['default']
     assert chosen is not None and MODEL_KINDS.vit.default_method == chosen['method'], chosen
+
+def test_no_browser_fails_in_one_line():
+    "Where chromium cannot be had, `make browser` (which `make test` waits for) fails and says so in one line"
+    r = subprocess.run(['make', '-s', 'browser', 'CHROMIUM=/nonexistent/chromium', 'APT=no-such-apt-get'], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and r.stderr.splitlines()[0].startswith('ERROR: no browser for the browser tests'), r.stderr
+
+def test_a_skipped_test_fails_the_run(tmp_path):
+    "conftest turns a skip into a failed run, with the reason listed"
+    for f in ('conftest.py', 'peer_ticks.py'): shutil.copy(ROOT/'tests'/f, tmp_path/f)
+    (tmp_path/'test_skip.py').write_text("import pytest\ndef test_it(): pytest.skip('no such thing here')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith('PYTEST_')}
+    r = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-rs', '-p', 'no:cacheprovider', 'test_skip.py'],
+                       cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and 'no such thing here' in r.stdout and '1 test(s) skipped' in r.stdout, r.stdout[-1500:]

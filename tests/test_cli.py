@@ -114,7 +114,8 @@ def test_trimaps_scored(tmp_path):
     for f, u in zip(interp.dl.items, up):
         tri = Image.open(tmp_path/'annotations'/'trimaps'/f'{Path(f).stem}.png')
         side = min(tri.size); left, top = (tri.size[0] - side) // 2, (tri.size[1] - side) // 2
-        mask = torch.from_numpy(np.asarray(tri.crop((left, top, left + side, top + side)).resize((32, 32), Image.NEAREST)) != 2)
+        square = tri.crop((left, top, left + side, top + side)).resize((32, 32), Image.NEAREST)
+        mask = torch.from_numpy(np.asarray(square) != 2)
         hits.append(float(mask.flatten()[u.argmax()]))
         n = (u - u.min()) / (u.max() - u.min()) if u.max() > u.min() else torch.zeros_like(u)
         energy.append(float((n * mask).sum() / n.sum()) if n.sum() > 0 else 0.)

@@ -124,7 +124,8 @@ def test_guided_backprop_equals_pytorch_grad_cam(net, x):
     assert not any(m._forward_hooks for m in net.modules()) and all(p.grad is None for p in net.parameters())
 
 def test_guided_backprop_equals_captum(net, x):
-    "captum's GuidedBackprop (on a copy whose ReLUs are not in place, which captum's hooks need): the gradient's largest absolute channel"
+    """captum's GuidedBackprop (on a copy whose ReLUs are not in place, which captum's hooks need): the gradient's
+    largest absolute channel"""
     from captum.attr import GuidedBackprop
     model = copy.deepcopy(net)
     for m in model.modules():

@@ -160,8 +160,9 @@ def test_cam_report_and_every_method_on_vit(dls224):
     with torch.no_grad(): t = model(xs).argmax(1)
     layer = learn.model[0].model.blocks[-1].norm1
     maps = hand_gradcam(model, layer, xs, t, 1, 14)  # Grad-CAM by hand, then its curves by hand
-    assert df.loc['gradcam', 'deletion_auc'] == pytest.approx(hand_curve_auc(model, xs, maps, t, 'deletion', 4).mean().item(), abs=1e-5)
-    assert df.loc['gradcam', 'insertion_auc'] == pytest.approx(hand_curve_auc(model, xs, maps, t, 'insertion', 4).mean().item(), abs=1e-5)
+    for mode in ('deletion', 'insertion'):
+        hand = hand_curve_auc(model, xs, maps, t, mode, 4).mean().item()
+        assert df.loc['gradcam', f'{mode}_auc'] == pytest.approx(hand, abs=1e-5)
     assert 'not applicable' in df.loc['cam', 'verdict'] and df.loc['eigencam', 'verdict'].startswith('fails')
     x = learn.dls.valid.one_batch()[0][:2].as_subclass(torch.Tensor)
     assert cam_maps(learn.model, x, body_layer(learn.model), method='scorecam', batch_size=256).shape == (2, 14, 14)
