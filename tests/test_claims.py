@@ -87,7 +87,7 @@ def test_one_bench_run():
 
 def stored_markdown(nb, cell_id):
     cell = next(c for c in json.loads(nb.read_text())['cells'] if c.get('id') == cell_id)
-    return ''.join(o['data']['text/markdown'] for o in cell['outputs'] if 'text/markdown' in o.get('data', {}))
+    return ''.join(''.join(o['data']['text/markdown']) for o in cell['outputs'] if 'text/markdown' in o.get('data', {}))
 
 def test_defaults_table_is_rendered(tmp_path):
     "14_trust's table of defaults, as stored, is what the notebooks' measurement files render; a changed value is not"
