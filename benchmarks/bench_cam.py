@@ -11,7 +11,7 @@ from fastai.vision.all import (create_vision_model, resnet34, vision_learner, Im
                                ClassificationInterpretation, ProgressCallback, set_seed)
 from fastcam.all import cam_maps, find_layer, CAMInterpretation, synth_pets, is_cat, MODEL_KINDS
 sys.path.insert(0, str(Path(__file__).parent))
-from render import provenance, render_results
+from render import fmt, provenance, render_results
 
 SEED, THREADS = 42, 2
 PEERS = ('fastcam', 'pytorch-grad-cam', 'torchcam', 'captum')
@@ -54,8 +54,6 @@ def paired(f, base, repeats):
             t = time.perf_counter(); fn(); ts.append(time.perf_counter() - t)
     mb = statistics.median(tb)
     return min(tf) / mb, statistics.median(tf) / mb, max(tf) / mb
-
-def fmt(r): return f"{r[1]:.2f}× ({r[0]:.2f}–{r[2]:.2f})"
 
 def model_and_batch(bs, size, n_out=2, arch='resnet34'):
     "fastai's resnet34 model, or timm's ViT (as `arch`), random weights, eval mode; and a random batch"

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from fastai.vision.all import create_vision_model, resnet34, resnet18, set_seed
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_cam import paired, fmt as _fmt, _status, SEED, THREADS
-from render import provenance, render_methods
+from bench_cam import paired, _status, SEED, THREADS
+from render import fmt, provenance, render_methods
 from fastcam.hooks import cam_maps
 from fastcam.methods import CAM_METHODS, ATTENTION_METHODS, get_method, register_method, CAMMethod, _cam
 from fastcam.perturb import sscam_weights, iscam_weights
@@ -179,8 +179,6 @@ def text_costs(repeats):
     tlearn.remove_cb(ProgressCallback)
     return {m: paired(lambda: tlearn.get_preds(cbs=CAMCallback(method=m)), tlearn.get_preds, repeats)
             for m in TOKEN_METHODS}
-
-def fmt(r): return f"{r:.2f}×" if isinstance(r, float) else _fmt(r)  # a median alone, or (min, median, max)
 
 if __name__ == '__main__':
     if len(sys.argv) > 1 and sys.argv[1] == '--mem-child':
