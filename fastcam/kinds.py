@@ -89,7 +89,7 @@ MODEL_KINDS = ModelKinds(
     # the last block reaches the logits through the class token only, so its patch tokens get exactly zero gradient.
     ModelKind('vit', lambda m: find_vit(m) is not None, lambda m, x: _vit_norms(m)[-1], default_method='gradrollout',
               candidates=lambda m: _vit_norms(m)[-3:], reads_attention=True),
-    # A U-Net's last decoder block: measured (`20_shapes`) to point at the class's region where the encoder does not
+    # A U-Net's last decoder block: measured (`21_shapes`) to point at the class's region where the encoder does not
     ModelKind('unet', lambda m: isinstance(m, DynamicUnet), lambda m, x: (_unet_blocks(m) or [m[0]])[-1],
               candidates=lambda m: [m[0], *_unet_blocks(m)]),
     ModelKind('text', _is_text, lambda m, x: m[0], layout=channels_last, default_method='intgrad',

@@ -34,13 +34,13 @@ def defaults_table(folder:Path=HERE)->str:
     rows = [('single-label CNN (pets)', '`gradcam` @ `model[0]`', pets, 'default_pointing', 'default_deletion',
              '14_trust'),
             ('multi-label CNN (shapes)', '`gradcam` @ `model[0]`', shapes, 'multilabel_pointing',
-             'multilabel_deletion', '20_shapes'),
+             'multilabel_deletion', '21_shapes'),
             ('segmentation U-Net (shapes)', '`gradcam` @ last decoder block', unets, 'last_decoder_block',
-             'deletion_auc', '20_shapes'),
+             'deletion_auc', '21_shapes'),
             ('regression CNN (shapes)', '`gradcam` @ `model[0]`', shapes, 'regression_pointing',
-             'regression_deletion', '20_shapes'),
+             'regression_deletion', '21_shapes'),
             ('text AWD-LSTM (reviews)', '`intgrad` over the embedding', text, 'pointing_game', 'deletion_auc',
-             '21_text')]
+             '22_text')]
     L = ["| learner kind | default method @ layer | pointing game | deletion AUC | models | notebook (commit) |",
          "|---|---|---|---|---|---|"]
     for kind, default, rec, point, dele, nb in rows:
