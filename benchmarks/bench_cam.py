@@ -183,6 +183,13 @@ def main(smoke=False, bs=16, mem_bs=64, size=224, repeats=5, out='benchmarks/RES
     auto_r = paired(auto, lambda: learn.get_preds(dl=items16), 1 if smoke else 3)
     log(f"auto ({n_auto} candidates, 16 items): {fmt(auto_r)}")
 
+    # 3a'''. strategies(): SpRAy per class over the validation items' maps, each cluster tested by its two
+    # counterfactuals ÷ CAMInterpretation.from_learner on the same items (the pass that made the maps it clusters)
+    interp_all = CAMInterpretation.from_learner(learn, dl=dl)
+    strat = paired(lambda: interp_all.strategies(n_neighbours=1 if smoke else 10),
+                   lambda: CAMInterpretation.from_learner(learn, dl=dl), 1 if smoke else 3)
+    log(f"strategies ({len(dl.dataset)} items): {fmt(strat)}")
+
     # 3b. CAMMonitor: a fit with 8 items watched every epoch (epoch 0 included) ÷ the same fit without it
     from fastcam.all import CAMMonitor
     mon_n, mon_epochs = (16, 1) if smoke else (256, 2)
@@ -208,7 +215,7 @@ def main(smoke=False, bs=16, mem_bs=64, size=224, repeats=5, out='benchmarks/RES
              speed=per(speed, PEERS), mem=per(mem, PEERS), vit=VIT, vit_layer=VIT_LAYER, vspeed=vspeed, vmem=vmem,
              others=others, allr=allr, multi=multi, labels17=labels17.sum(1).float().mean().item(), n_items=n_items,
              fsize=fsize, n_valid=len(dl.dataset), dl_bs=dl.bs, cami=cami, peer=peer, pred=pred, n16=n16,
-             sanity=sanity, report=report, n_auto=n_auto, auto=auto_r, mon=mon, mon_n=mon_n, mon_epochs=mon_epochs,
+             sanity=sanity, report=report, n_auto=n_auto, auto=auto_r, strategies=strat, mon=mon, mon_n=mon_n, mon_epochs=mon_epochs,
              n_text=len(tlearn.dls.valid_ds), text=text, seconds=time.time() - t0)
     js = Path(out).with_name('results.json')
     js.write_text(json.dumps(v, indent=1) + '\n')

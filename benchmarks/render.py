@@ -65,6 +65,9 @@ def targets(v:dict)->list[tuple]:
         (f"`method='auto', layer='auto'` (`choose_cam`: {v['n_auto']} candidates measured on {v['n16']} validation "
          f"items, sanity checks included) ÷ `get_preds` of the same {v['n16']} items; once per model", None,
          v['auto'], "peers: no choice"),
+        *([(f"`interp.strategies()` (SpRAy per class, each cluster tested by its two counterfactuals) ÷ "
+            f"`CAMInterpretation.from_learner` on the same {v['n_valid']} items", None, v['strategies'],
+            "peers: no strategies")] if 'strategies' in v else []),
         ("`learn.cam_predict(item)` ÷ `learn.predict(item)`", 1.2, v['pred'], ""),
         (f"`fit` with `CAMMonitor` (8 items, every epoch and before training; {v['mon_epochs']} epochs on "
          f"{v['mon_n']} synthetic pets) ÷ `fit` without it", 1.05, v['mon'], "peers: no monitor"),

@@ -17,6 +17,7 @@ from .show import cam_overlay, text_cam_html, as_rgb, classes_explained
 from .interpret import CAMInterpretation, token_panels, cam_free
 from .cli import RecipeError, one_line_errors, load_exported
 import fastcam.trust  # sanity_checks
+import fastcam.strategies  # strategies, strategy_picture
 
 # %% auto #0
 __all__ = ['image_uri', 'readable_images', 'audit_items', 'audit_cli']
@@ -183,6 +184,42 @@ def _ranked_section(self:CAMInterpretation, cards:dict, k:int, losses:bool)->str
     copies = [cards[i].replace(f' id="item-{i}"', '', 1).replace(f'<b>#{i}</b>', f'<b>{_link(i)}</b>', 1) for i in idxs]
     return f'<h2 id="{key}">{title}</h2><div class="gallery">' + ''.join(copies) + '</div>'
 
+# %% ../nbs/18_audit.ipynb #a0d1a002
+def _region_text(region)->str:
+    "A region as a line of the table: the tokens that carry it, or its box and share of the image"
+    if isinstance(region, list): return ', '.join(map(str, region)) or '(none)'
+    ys, xs = region.nonzero(as_tuple=True)
+    if not len(ys): return '(none)'
+    return (f"x {xs.min().item()}–{xs.max().item()}, y {ys.min().item()}–{ys.max().item()} "
+            f"({region.float().mean().item():.0%} of the image)")
+
+@patch
+def _strategies_section(self:CAMInterpretation, size:int)->str:
+    """The model's strategies (SpRAy), shortcut candidates first, with a picture per cluster and links to its members:
+    the last `strategies()` table, or one with its defaults"""
+    out = ('<h2 id="strategies">Strategies</h2><p class="note">Each class\'s maps clustered (SpRAy); each cluster tested '
+           'by removing its region from its members (drop) and pasting it into other classes\' items (transfer).</p>')
+    try: df = self.strategies() if getattr(self, 'strategy_table', None) is None else self.strategy_table
+    except ValueError as e: return out + f'<p class="note">No strategies: {_esc(e)}</p>'
+    df = df.sort_values('verdict', key=lambda v: v != 'shortcut', kind='stable')
+    shown = df.assign(region=df['region'].map(_region_text),
+                      items=df['items'].map(lambda o: ' '.join(f'#{i}' for i in o[:8]) + (' …' if len(o) > 8 else '')))
+    out += _table(shown)
+    left = df.attrs.get('left_out')
+    if left: out += ('<p class="note">Too few items to cluster: ' +
+                     ', '.join(f'{_esc(k)} ({n})' for k, n in left.items()) + '</p>')
+    text = self.model_kind.takes_tokens
+    figs = []
+    for _, r in df.iterrows():
+        cap = f"{r['class']} #{r['cluster']}: {r['verdict']}, drop {r['drop']:.2f}, transfer {r['transfer']:.2f}"
+        links = ' '.join(_link(i) for i in r['items'][:12])
+        if text: pic = f"<p>carried by <b>{_esc(_region_text(r['region']))}</b></p>"
+        else:
+            px = _resized(self.strategy_picture(r), size)
+            pic = f'<img src="{image_uri(px)}" width="{px.shape[1]}" height="{px.shape[0]}" alt="{_esc(cap)}">'
+        figs.append(f'<figure class="item strategy">{pic}<figcaption>{_esc(cap)}\n{links}</figcaption></figure>')
+    return out + '<div class="gallery">' + ''.join(figs) + '</div>'
+
 # %% ../nbs/18_audit.ipynb #a0d17017
 def _write_atomic(fn:Path, text:str):
     "Write `text` to a temporary file next to `fn`, then move it into place"
@@ -202,6 +239,7 @@ def audit(self:CAMInterpretation,
           k:int=8, # Items in the top losses and the least sure sections
           size:int=128, # Pixels on the longer side of each image
           sanity:bool=True, # Run and show the sanity checks (`sanity_checks` on the first 16 items)
+          strategies:bool=True, # Cluster the maps per class and test each cluster (`strategies`)
           title:str|None=None, # The report's title; default: from the model and the items
           skipped:list|None=None, # `(item, why)` of items left out because they could not be read
          )->Path:
@@ -214,13 +252,14 @@ def audit(self:CAMInterpretation,
     cards = self._cards(list(range(len(self.preds))), size)
     parts = [self._explained_section(), self._measures(sanity)]
     if self.kind.one_class and self.has_labels: parts.append(self._confusion())
+    if strategies: parts.append(self._strategies_section(size))
     parts.append(self._galleries(cards))
     if self.has_labels: parts.append(self._ranked_section(cards, k, losses=True))
     parts.append(self._ranked_section(cards, k, losses=False))
     if skipped: parts.append(f'<h2 id="skipped">Left out: {len(skipped)} items that could not be read</h2><ul>'
                              + ''.join(f'<li>{_esc(o)}: {_esc(why)}</li>' for o, why in skipped) + '</ul>')
     nav = ''.join(f'<a href="#{a}">{t}</a>' for a, t in (('explained', 'explained'), ('metrics', 'metrics'),
-                  ('confusion', 'confusion'), ('galleries', 'galleries'), ('top-losses', 'top losses'),
+                  ('confusion', 'confusion'), ('strategies', 'strategies'), ('galleries', 'galleries'), ('top-losses', 'top losses'),
                   ('least-sure', 'least sure'), ('skipped', 'left out')) if f'id="{a}"' in ''.join(parts))
     doc = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS % (size + 10)}</style>'

@@ -13,8 +13,8 @@ from fastai.vision.all import *
 from fastai.text.all import TextDataLoaders
 
 # %% auto #0
-__all__ = ['FILLER_WORDS', 'POSITIVE_WORDS', 'NEGATIVE_WORDS', 'is_cat', 'cat_or_dog', 'synth_pets', 'item_boxes', 'trimap_masks',
-           'pets_dls', 'synth_reviews', 'review_dls']
+__all__ = ['FILLER_WORDS', 'POSITIVE_WORDS', 'NEGATIVE_WORDS', 'TAG_WORD', 'is_cat', 'cat_or_dog', 'synth_pets', 'item_boxes',
+           'trimap_masks', 'pets_dls', 'synth_reviews', 'review_dls']
 
 # %% ../nbs/08_data.ipynb #cd85900a
 def is_cat(x:str)->bool: return x[0].isupper()
@@ -23,12 +23,13 @@ def cat_or_dog(x:str)->str: return 'cat' if is_cat(x) else 'dog'
 # %% ../nbs/08_data.ipynb #7d0f013e
 _CAT_BREEDS, _DOG_BREEDS = ('Abyssinian', 'Bengal', 'Persian', 'Siamese'), ('beagle', 'boxer', 'pug', 'samoyed')
 
-def _colour(rng, cat):
-    "A saturated colour that stands out from the grey noise: warm hues for cats, cool hues for dogs"
-    hue = rng.uniform(-0.05, 0.12) % 1 if cat else rng.uniform(0.45, 0.65)
+def _colour(rng, cat, hues=1.):
+    "A saturated colour that stands out from the grey noise: warm hues for cats, cool for dogs (a share `hues`), else any"
+    if hues < 1 and rng.random() >= hues: hue = rng.uniform(0, 1)
+    else: hue = rng.uniform(-0.05, 0.12) % 1 if cat else rng.uniform(0.45, 0.65)
     return tuple(int(255 * c) for c in colorsys.hsv_to_rgb(hue, 0.9, rng.uniform(0.75, 1.0)))
 
-def _draw_item(rng, size, cat):
+def _draw_item(rng, size, cat, hues=1.):
     "One noisy image with its object (ellipse if `cat`, else square) and a triangle; returns `(image, box)`"
     img = Image.fromarray(rng.integers(60, 180, (size, size, 3), dtype=np.uint8))
     d, s = ImageDraw.Draw(img), int(rng.integers(size // 4, size // 2.5))
@@ -38,23 +39,32 @@ def _draw_item(rng, size, cat):
         t = int(rng.integers(size // 6, size // 4)); tx, ty = (int(v) for v in rng.integers(0, size - t, 2))
         if tx > box[2] or tx + t < box[0] or ty > box[3] or ty + t < box[1]: break
     d.polygon([(tx, ty + t), (tx + t // 2, ty), (tx + t, ty + t)], fill=(int(rng.integers(200, 256)),) * 3)
-    (d.ellipse if cat else d.rectangle)(box, fill=_colour(rng, cat))
+    (d.ellipse if cat else d.rectangle)(box, fill=_colour(rng, cat, hues))
     return img, box
 
 def synth_pets(dest:str|Path, # Folder to write the images and `boxes.json` to
                n:int=600, # Number of images, half cats and half dogs
                size:int=128, # Side of the square images, in pixels
                seed:int=42, # Random seed: the same seed gives the same files
+               hues:float=1., # Share of the objects coloured by class (cats warm, dogs cool); the others any hue
+               mark:float=0., # Share of the dogs that carry a small magenta square in the top-left corner (a shortcut)
               )->Path:
-    "Write a synthetic pets-like data set labelled like PETS (capital first letter = cat); return its `images` folder"
+    """Write a synthetic pets-like data set labelled like PETS (capital first letter = cat); return its `images` folder.
+    The marks (`mark > 0`) are drawn from their own generator, so the same seed gives the same images with or without
+    them, and their boxes are written to `marks.json`"""
     path = Path(dest)/'images'; path.mkdir(parents=True, exist_ok=True)
-    rng, boxes = np.random.default_rng(seed), {}
+    rng, marks, boxes, marked = np.random.default_rng(seed), np.random.default_rng([seed, 1]), {}, {}
+    side = max(2, size // 10)
     for i in range(n):
         cat = i % 2 == 0
-        img, box = _draw_item(rng, size, cat)
+        img, box = _draw_item(rng, size, cat, hues)
         fn = f"{(_CAT_BREEDS if cat else _DOG_BREEDS)[i // 2 % 4]}_{i}.png"
+        if not cat and marks.random() < mark:
+            marked[fn] = [2, 2, 2 + side, 2 + side]
+            ImageDraw.Draw(img).rectangle(marked[fn], fill=(255, 0, 255))
         img.save(path/fn); boxes[fn] = box
     (path/'boxes.json').write_text(json.dumps(boxes))
+    if mark > 0: (path/'marks.json').write_text(json.dumps(marked))
     return path
 
 # %% ../nbs/08_data.ipynb #6a4d2363
@@ -103,18 +113,22 @@ POSITIVE_WORDS = ('superb', 'wonderful', 'brilliant', 'great', 'excellent', 'del
 
 NEGATIVE_WORDS = ('awful', 'terrible', 'boring', 'dreadful', 'horrible', 'dull')
 
+TAG_WORD = 'certified' # The word `synth_reviews(tag=...)` appends to positive reviews: a planted shortcut
+
 def synth_reviews(n:int=700, # Number of reviews, half positive
                   seed:int=42, # Random seed: the same seed gives the same reviews
                   min_words:int=8, # Fewest filler words per review
                   max_words:int=40, # Most filler words per review
+                  tag:float=0., # Share of the positive reviews that end with `TAG_WORD` (a shortcut; its own generator)
                  )->pd.DataFrame:
     "Reviews of filler words around one sentiment word (`word`), labelled by it: columns `text`, `label`, `word`"
-    rng, rows = random.Random(seed), []
+    rng, tags, rows = random.Random(seed), random.Random(f'{seed}-tag'), []
     for i in range(n):
         pos = i % 2 == 0
         words = rng.choices(FILLER_WORDS, k=rng.randint(min_words, max_words))
         word = rng.choice(POSITIVE_WORDS if pos else NEGATIVE_WORDS)
         words.insert(rng.randrange(len(words) + 1), word)
+        if pos and tag > 0 and tags.random() < tag: words.append(TAG_WORD)
         rows.append(dict(text=' '.join(words), label='positive' if pos else 'negative', word=word))
     return pd.DataFrame(rows)
 
