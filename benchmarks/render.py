@@ -65,9 +65,9 @@ def targets(v:dict)->list[tuple]:
         (f"`method='auto', layer='auto'` (`choose_cam`: {v['n_auto']} candidates measured on {v['n16']} validation "
          f"items, sanity checks included) ÷ `get_preds` of the same {v['n16']} items; once per model", None,
          v['auto'], "peers: no choice"),
-        *([(f"`interp.strategies()` (SpRAy per class, each cluster tested by its two counterfactuals) ÷ "
-            f"`CAMInterpretation.from_learner` on the same {v['n_valid']} items", None, v['strategies'],
-            "peers: no strategies")] if 'strategies' in v else []),
+        (f"`interp.strategies()` (SpRAy per class, each cluster tested by its two counterfactuals) ÷ "
+         f"`CAMInterpretation.from_learner` on the same {v['n_valid']} items", None, v['strategies'],
+         "peers: no strategies"),
         ("`learn.cam_predict(item)` ÷ `learn.predict(item)`", 1.2, v['pred'], ""),
         (f"`fit` with `CAMMonitor` (8 items, every epoch and before training; {v['mon_epochs']} epochs on "
          f"{v['mon_n']} synthetic pets) ÷ `fit` without it", 1.05, v['mon'], "peers: no monitor"),
@@ -108,6 +108,9 @@ def render_results(v:dict)->str:
         L.append(f"| {what} | " + (f"≤ {goal:.2f}× | {fmt(r)} {mark(median(r) <= goal)}" if goal else f"reported | {fmt(r)}")
                  + f" | {peer} |")
     miss = [f"- Missed: {what} at {median(r):.2f}× against ≤ {goal:.2f}×." for what, goal, r, _ in rows if goal and median(r) > goal]
+    again = v.get('again', {})
+    if again: L += ["", "Measured again on its own (`--only`), the other rows coming from the full run: " + '; '.join(
+        f"{what} at commit `{a['commit']}` on {a['date']}, {a['machine']}" for what, a in again.items()) + "."]
     L += ([""] + miss if miss else []) + ["", "## Grad-CAM, per library", "",
           f"Time per batch ÷ a plain `no_grad` forward of the same batch (about {v['base_ms']:.0f} ms), and peak RSS ÷ "
           "that of a plain forward in its own process. Memory is shown two ways: the whole process's peak (which "

@@ -197,13 +197,14 @@ def _region_text(region)->str:
 def _strategies_section(self:CAMInterpretation, size:int)->str:
     """The model's strategies (SpRAy), shortcut candidates first, with a picture per cluster and links to its members:
     the last `strategies()` table, or one with its defaults"""
-    out = ('<h2 id="strategies">Strategies</h2><p class="note">Each class\'s maps clustered (SpRAy); each cluster tested '
-           'by removing its region from its members (drop) and pasting it into other classes\' items (transfer).</p>')
+    out = ('<h2 id="strategies">Strategies</h2><p class="note">Each class\'s maps clustered (SpRAy); each cluster '
+           'tested by removing its region from its members (drop) and pasting it into other classes\' items '
+           '(transfer).</p>')
     try: df = self.strategies() if getattr(self, 'strategy_table', None) is None else self.strategy_table
     except ValueError as e: return out + f'<p class="note">No strategies: {_esc(e)}</p>'
     df = df.sort_values('verdict', key=lambda v: v != 'shortcut', kind='stable')
-    shown = df.assign(region=df['region'].map(_region_text),
-                      items=df['items'].map(lambda o: ' '.join(f'#{i}' for i in o[:8]) + (' …' if len(o) > 8 else '')))
+    first = lambda o: ' '.join(f'#{i}' for i in o[:8]) + (' …' if len(o) > 8 else '')
+    shown = df.assign(region=df['region'].map(_region_text), items=df['items'].map(first))
     out += _table(shown)
     left = df.attrs.get('left_out')
     if left: out += ('<p class="note">Too few items to cluster: ' +
@@ -259,7 +260,8 @@ def audit(self:CAMInterpretation,
     if skipped: parts.append(f'<h2 id="skipped">Left out: {len(skipped)} items that could not be read</h2><ul>'
                              + ''.join(f'<li>{_esc(o)}: {_esc(why)}</li>' for o, why in skipped) + '</ul>')
     nav = ''.join(f'<a href="#{a}">{t}</a>' for a, t in (('explained', 'explained'), ('metrics', 'metrics'),
-                  ('confusion', 'confusion'), ('strategies', 'strategies'), ('galleries', 'galleries'), ('top-losses', 'top losses'),
+                  ('confusion', 'confusion'), ('strategies', 'strategies'), ('galleries', 'galleries'),
+                  ('top-losses', 'top losses'),
                   ('least-sure', 'least sure'), ('skipped', 'left out')) if f'id="{a}"' in ''.join(parts))
     doc = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS % (size + 10)}</style>'

@@ -197,9 +197,9 @@ def _strategy_groups(self:CAMInterpretation, classes, n_neighbours:int)->dict:
         groups = {c: groups[c] for c in want}
     small = {c: len(g[0]) for c, g in groups.items() if len(g[0]) < need}
     if small and (classes is not None or len(small) == len(groups)):
-        raise ValueError(f"strategies() clusters each class's items, which takes at least {need} (n_neighbours + 1) per "
-                         f"class; {', '.join(f'{self.vocab[c]!r} has {k}' for c, k in small.items())}: interpret more "
-                         f"items (CAMInterpretation.from_learner(learn, dl=...)) or pass a smaller n_neighbours")
+        raise ValueError(f"strategies() clusters each class's items, which takes at least {need} (n_neighbours + 1) "
+                         f"per class; {', '.join(f'{self.vocab[c]!r} has {k}' for c, k in small.items())}: interpret "
+                         f"more items (CAMInterpretation.from_learner(learn, dl=...)) or pass a smaller n_neighbours")
     return {c: g for c, g in groups.items() if c not in small}, {str(self.vocab[c]): k for c, k in small.items()}
 
 # %% ../nbs/15_strategies.ipynb #s1500019
@@ -217,7 +217,8 @@ def strategies(self:CAMInterpretation,
                batch_size:int=64, # Inputs per forward of the counterfactuals
               )->pd.DataFrame:
     """One row per class × cluster of the interpretation's maps (SpRAy), biggest first: its `items`, `share` of the
-    class, `region`, whether it is `fixed`, the `drop` and `transfer` of the counterfactuals, and a `verdict`. Classes
+    class, `region`, `spread` (images: how far the members' map centres move; text: the share of the attribution not on
+    its top token), whether it is `fixed`, the `drop` and `transfer` of the counterfactuals, and a `verdict`. Classes
     with too few items to cluster are left out, named in `.attrs['left_out']`"""
     baseline_input(torch.zeros(1, 1, 2, 2), baseline)  # fail early on a bad baseline
     text, rows = self.model_kind.takes_tokens, []
@@ -237,8 +238,8 @@ def strategies(self:CAMInterpretation,
             recipients = _spread_evenly(others, len(members))
             if text:
                 carriers, top = carrying_tokens(feats[sel])
-                region, spread = [self.learn.dls.vocab[0][t] for t in carriers], 1 - top  # fixed: one token carries half
-                fixed = spread <= 0.5
+                region, spread = [self.learn.dls.vocab[0][t] for t in carriers], 1 - top
+                fixed = spread <= 0.5  # one token carries half the attribution
                 drop, transfer = _token_tests(self, c, members, recipients, carriers, batch_size)
             else:
                 m = take_items(maps, torch.tensor(sel))
@@ -310,7 +311,8 @@ def plot_strategies(self:CAMInterpretation,
             shown = r['items'][:k]
             for j, (i, (img, *_)) in enumerate(zip(shown, self.decoded_items(shown))):
                 ax = axs[ci * (1 + k) + 1 + j, col]
-                ax.imshow(cam_overlay(img, take_items(maps, torch.tensor([pos[i]]))[0])); ax.set_title(f"#{i}", fontsize=8)
+                ax.imshow(cam_overlay(img, take_items(maps, torch.tensor([pos[i]]))[0]))
+                ax.set_title(f"#{i}", fontsize=8)
     fig.suptitle(f"Strategies: {self.cam.method_used} maps @ {self.cam.layer_name}, clustered per class (SpRAy)")
     fig.tight_layout()
     return fig

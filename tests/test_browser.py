@@ -1,6 +1,7 @@
 """In a real browser (headless Debian chromium): the HTML audit (every image decodes, a confusion cell's link scrolls
-to its items, no console errors) and the Gradio app (an image uploaded through the page gives `learn.predict`'s label
-and a map), the app's `/explain` endpoint through `gradio_client`, and the Space that `fastcam-pets` writes."""
+to its items, no console errors; its strategies) and the Gradio app (an image uploaded through the page gives
+`learn.predict`'s label and a map), the app's `/explain` endpoint through `gradio_client`, and the Space that
+`fastcam-pets` writes."""
 import os, socket, subprocess, sys, time
 from pathlib import Path
 import pytest
@@ -37,6 +38,30 @@ def test_audit_in_the_browser(recipe, chrome):
     assert scrolled > 0 and 0 <= top < height / 2, (top, height, scrolled)  # the cell's items are in view
     assert console_errors(chrome) == []
     chrome.save_screenshot(str(TEST_OUT/'audit.png'))
+
+def test_strategies_in_the_browser(recipe, chrome, tmp_path):
+    "The audit's Strategies section: before the galleries, a decoded picture per cluster; a member's link scrolls to it"
+    from selenium.webdriver.common.by import By
+    from fastcam.interpret import CAMInterpretation
+    learn, _, _ = recipe
+    interp = CAMInterpretation.from_learner(learn, ds_idx=0)  # the training items: enough per class to cluster
+    table = interp.strategies(n_neighbours=5)
+    chrome.get(interp.audit(tmp_path/'audit.html', sanity=False).as_uri())
+    heads = [h.text for h in chrome.find_elements(By.TAG_NAME, 'h2')]
+    assert heads.index('Strategies') < heads.index('Galleries')
+    figs = chrome.find_elements(By.CSS_SELECTOR, 'figure.strategy')
+    assert len(figs) == len(table) and chrome.execute_script(
+        "return [...document.querySelectorAll('figure.strategy img')].every(i => i.complete && i.naturalWidth > 0)")
+    verdicts = [f.find_element(By.TAG_NAME, 'figcaption').text.split(': ')[1].split(',')[0] for f in figs]
+    assert verdicts == sorted(verdicts, key=lambda v: v != 'shortcut')  # shortcut candidates first
+    link = figs[-1].find_elements(By.CSS_SELECTOR, 'a[href^="#item-"]')[-1]
+    target = link.get_attribute('href').split('#')[1]
+    chrome.set_window_size(1280, 600)
+    link.click()
+    top, height = chrome.execute_script(f"return [document.getElementById('{target}').getBoundingClientRect().top, "
+                                        f"window.innerHeight]")
+    assert 0 <= top < height / 2  # the member's card is in view
+    assert console_errors(chrome) == []
 
 def free_port()->int:
     with socket.socket() as s:
