@@ -263,7 +263,11 @@ def outline(region:Tensor, # `(H, W)` bool
     return region & out
 
 @patch
-def _class_of(self:CAMInterpretation, name)->int: return vocab_target(self.vocab, name)
+def _member_maps(self:CAMInterpretation, row:pd.Series, items:list):
+    "The maps, of the class of `row` (a row of `strategies()`), of `items` among its members"
+    idx, maps = _group_maps(self)[vocab_target(self.vocab, row['class'])]
+    pos = {i: j for j, i in enumerate(idx)}
+    return take_items(maps, torch.tensor([pos[i] for i in items]))
 
 @patch
 def strategy_picture(self:CAMInterpretation,
@@ -271,10 +275,7 @@ def strategy_picture(self:CAMInterpretation,
                      most:int=64, # Members averaged into the mean image, at most
                     )->np.ndarray:
     "The cluster's mean map over its members' mean image, its region outlined in cyan: pixels `(H, W, 3)`, uint8"
-    c = self._class_of(row['class'])
-    idx, maps = _group_maps(self)[c]
-    pos = {i: j for j, i in enumerate(idx)}
-    m = take_items(maps, torch.tensor([pos[i] for i in row['items']]))
+    m = self._member_maps(row, row['items'])
     mean = np.mean([as_rgb(img) for img, *_ in self.decoded_items(row['items'][:most])], 0)
     px = cam_overlay(mean, normalize_maps(m.detach().float().cpu()).mean(0)).copy()
     edge = outline(row['region']).numpy()
@@ -302,16 +303,14 @@ def plot_strategies(self:CAMInterpretation,
                             figsize=ifnone(figsize, (3 * ncols, 2.6 * len(classes) * (1 + k) + 0.6)))
     for ax in axs.flat: ax.set_axis_off()
     for ci, name in enumerate(classes):
-        c = self._class_of(name)
-        idx, maps = _group_maps(self)[c]
-        pos = {i: j for j, i in enumerate(idx)}
         for col, (_, r) in enumerate(df[df['class'] == name].iterrows()):
             top = axs[ci * (1 + k), col]
             top.imshow(self.strategy_picture(r)); top.set_title(_strategy_title(r), fontsize=9)
             shown = r['items'][:k]
+            maps = self._member_maps(r, shown)
             for j, (i, (img, *_)) in enumerate(zip(shown, self.decoded_items(shown))):
                 ax = axs[ci * (1 + k) + 1 + j, col]
-                ax.imshow(cam_overlay(img, take_items(maps, torch.tensor([pos[i]]))[0]))
+                ax.imshow(cam_overlay(img, maps[j]))
                 ax.set_title(f"#{i}", fontsize=8)
     fig.suptitle(f"Strategies: {self.cam.method_used} maps @ {self.cam.layer_name}, clustered per class (SpRAy)")
     fig.tight_layout()
@@ -322,12 +321,10 @@ def _plot_token_strategies(self:CAMInterpretation, df, k, figsize, hide_special)
     "Text: per cluster, its title and carrying tokens, then `k` members shaded by their maps"
     panels = []
     for _, r in df.iterrows():
-        c = self._class_of(r['class'])
-        idx, maps = _group_maps(self)[c]
-        pos = {i: j for j, i in enumerate(idx)}
-        for j, i in enumerate(r['items'][:k]):
+        shown = r['items'][:k]
+        for j, (i, m) in enumerate(zip(shown, self._member_maps(r, shown))):
             head = _strategy_title(r).replace('\n', '; ') + f"; carried by {r['region']}\n" if j == 0 else ''
-            panels.append((self.tokens([i])[0], maps[pos[i]], f"{head}#{i}"))
+            panels.append((self.tokens([i])[0], m, f"{head}#{i}"))
     fig, axs = plt.subplots(len(panels), 1, squeeze=False, figsize=ifnone(figsize, (10, 1.1 * len(panels))))
     for ax, (toks, m, t) in zip(axs[:, 0], panels): show_text_cam(toks, m, ax, hide_special, t)
     return fig
