@@ -63,7 +63,7 @@ def app_methods(learn:Learner)->list:
 def app_layers(learn:Learner)->list:
     "The layers the app offers: `''` (the model kind's default), then the kind's candidates by name"
     net, kind = unwrap_model(learn.model), model_kind(learn.model)
-    return [''] + ([find_layer(net, m)[0] for m in kind.candidates(net)] if kind.candidates is not None else [])
+    return [''] + ([find_layer(net, m)[0] for m in kind.candidates(net, None)] if kind.candidates is not None else [])
 
 def cam_app(learn:Learner, # The learner to explain (e.g. `load_exported('learner.pkl')`)
             examples:list|None=None, # Example items to pick (image files, or texts)

@@ -71,6 +71,7 @@ class CAMCallback(HookCallback):
 
     def _init_state(self):
         self.cam_hook = self.maps = self.targets = self.item_idxs = self.method_used = self.layer_name = None
+        self.layer_reason = None  # why the default layer is the one hooked (`default_reason`)
         self._maps = self._targs = self._pos = self._found_layer = self._choice_for = None
 
     def _net(self)->nn.Module:
@@ -83,9 +84,12 @@ class CAMCallback(HookCallback):
         if _is_auto(self.layer): return self._chosen(x).layer
         if self.layer is not None: return self.layer
         net = self._net()
-        if self._found_layer is None or self._found_layer[0] is not net:  # found once per model
-            self._found_layer = net, body_layer(net, x)
-        return self._found_layer[1]
+        size = None if x is None else tuple(x.shape[2:])
+        if self._found_layer is None or self._found_layer[:2] != (net, size):  # found once per model and input size
+            layer, finer = body_layer(net, x), default_reason(net, x)
+            self._found_layer, self.layer_reason = (net, size, layer), finer or f"the {model_kind(net).name} default"
+            if finer: print(f"fastcam: {finer}")
+        return self._found_layer[2]
 
     def _method(self, x:Tensor|None=None)->str:
         "`method`, or the one `'auto'` chose; else `'gradcam'` for a given layer, or the model kind's default"

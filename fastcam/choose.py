@@ -22,7 +22,8 @@ from .kinds import *
 
 # %% auto #0
 __all__ = ['SANITY_THRESHOLD', 'AUTO_METHODS', 'AUTO_ITEMS', 'sample_inputs', 'maps_function', 'candidate_rows', 'plain_outputs',
-           'top_classes', 'sanity_row', 'measure_cams', 'layer_layouts', 'check_threshold', 'CAMChoice', 'choose_cam']
+           'top_classes', 'sanity_rows', 'candidate_groups', 'measure_cams', 'layer_layouts', 'check_threshold',
+           'CAMChoice', 'choose_cam']
 
 # %% ../nbs/10_choose.ipynb #912d634c
 SANITY_THRESHOLD = 0.5 # A sanity check passes when the mean Spearman correlation of the maps is below this
@@ -37,17 +38,32 @@ def sample_inputs(learn, # The learner whose validation transforms make the inpu
     device = next(unwrap_model(learn.model).parameters()).device
     return [dl.dataset[i][0].as_subclass(Tensor).to(device) for i in range(len(items))]
 
-def maps_function(kind, x, method:str, layer:str, reshape, batch_size:int)->Callable:
-    "`(model, targets) -> maps` of `method` at the layer named `layer` for the inputs `x`, on the model or a copy"
-    rec = get_method(method)
+def maps_function(kind, x, methods:list, layer:str, reshape, batch_size:int)->Callable:
+    """`(model, *targets) -> [{method: maps}]`, one dict per set of targets, of `methods` at the layer named `layer` for
+    the inputs `x`, on the model or a copy. `one_pass` methods share one forward per batch (`layer_maps`) and one
+    backward per set of targets; any other method is given alone and makes its maps its own way"""
+    shared = all(one_pass(m) for m in methods)
+    if not shared and len(methods) > 1:
+        raise ValueError(f"Only one_pass methods share a pass; give {methods} one at a time")
+    rec = get_method(methods[0])
     if not kind.takes_tokens:
-        return lambda net, t: torch.cat([cam_maps(net, xb, layer, tb, method, batch_size, reshape)
-                                         for xb, tb in zip(x.split(batch_size), t.split(batch_size))])
-    def one(net, xi, ti):  # one text at a time, so no padding
-        xi, ti = xi[None], ti[None]
-        if rec.kind == 'token': return rec.token_maps(net, xi, kind.embedding(net), ti, kind.lengths(net, xi))[0]
-        return cam_maps(net, xi, layer, ti, method, 1, reshape)[0]
-    return lambda net, t: [one(net, xi, ti).cpu() for xi, ti in zip(x, t)]
+        def batch(net, xb, tbs):
+            if shared: return layer_maps(net, xb, layer, tbs, methods, reshape)
+            return [{rec.name: cam_maps(net, xb, layer, tb, rec.name, batch_size, reshape)} for tb in tbs]
+        def of_images(net, *ts):
+            parts = [batch(net, xb, tbs) for xb, *tbs in zip(x.split(batch_size), *(t.split(batch_size) for t in ts))]
+            return [{m: torch.cat([p[j][m] for p in parts]) for m in methods} for j in range(len(ts))]
+        return of_images
+    def one(net, xi, tis):  # one text at a time, so no padding
+        xi, tis = xi[None], [ti[None] for ti in tis]
+        if shared: return [{m: v[0].cpu() for m, v in d.items()} for d in layer_maps(net, xi, layer, tis, methods, reshape)]
+        if rec.kind == 'token':
+            return [{rec.name: rec.token_maps(net, xi, kind.embedding(net), ti, kind.lengths(net, xi))[0].cpu()} for ti in tis]
+        return [{rec.name: cam_maps(net, xi, layer, ti, rec.name, 1, reshape)[0].cpu()} for ti in tis]
+    def of_texts(net, *ts):
+        parts = [one(net, xi, tis) for xi, *tis in zip(x, *ts)]
+        return [{m: [p[j][m] for p in parts] for m in methods} for j in range(len(ts))]
+    return of_texts
 
 def candidate_rows(net:nn.Module, methods, layers, layouts:dict)->list:
     """`(method, layer name, layout)` of each method × layer (`layouts`: `{name: layout}` where one is needed); a method
@@ -79,15 +95,27 @@ def top_classes(task, outs:list)->Tensor:
     "The one class per item that the learner kind explains, from the outputs of `plain_outputs`"
     return torch.cat([task.top(first_output(o)) for o in outs])
 
-def sanity_row(net, maps_of, maps, t, n_classes:int, seed:int, size, threshold:float, cascade:bool=False)->tuple:
-    "The sanity columns of one candidate, and the mean Spearman correlation per step of the randomisation"
+def sanity_rows(net, maps_of, maps:dict, t, n_classes:int, seed:int, size, threshold:float, cascade:bool=False,
+                other_maps:dict|None=None)->dict:
+    """`{method: (its sanity columns, the mean Spearman correlation per step of the randomisation)}` of the methods of
+    `maps`, which `maps_of(model, t) -> {method: maps}` makes in one pass (`other_maps`: those of `other_classes`)"""
     blocks, rho, ss = model_randomisation(net, maps_of, t, seed, size, cascade=cascade, maps=maps)
-    nan = torch.full((len(t),), float('nan'))
-    rl, rls = random_logit(net, maps_of, t, n_classes, seed, size, maps=maps) if n_classes > 1 else (nan, nan)
-    row = dict(randomisation_spearman=rho[-1].mean().item(), randomisation_ssim=ss[-1].mean().item(),
-               random_logit_spearman=rl.mean().item(), random_logit_ssim=rls.mean().item())
-    row['passes'] = row['randomisation_spearman'] < threshold and not row['random_logit_spearman'] >= threshold
-    return row, (blocks, rho.mean(1))
+    nan = {m: torch.full((len(t),), float('nan')) for m in maps}
+    rl, rls = (random_logit(net, maps_of, t, n_classes, seed, size, maps=maps, other_maps=other_maps) if n_classes > 1
+               else (nan, nan))
+    res = {}
+    for m in maps:
+        row = dict(randomisation_spearman=rho[m][-1].mean().item(), randomisation_ssim=ss[m][-1].mean().item(),
+                   random_logit_spearman=rl[m].mean().item(), random_logit_ssim=rls[m].mean().item())
+        row['passes'] = row['randomisation_spearman'] < threshold and not row['random_logit_spearman'] >= threshold
+        res[m] = row, (blocks, rho[m].mean(1))
+    return res
+
+def candidate_groups(candidates:list)->list:
+    "The candidates in groups that share their passes: the `one_pass` methods at one layer; any other method alone"
+    groups = {}
+    for m, name, reshape in candidates: groups.setdefault((name,) if one_pass(m) else (m, name), []).append(m)
+    return [(ms, k[-1], next(c[2] for c in candidates if c[1] == k[-1])) for k, ms in groups.items()]
 
 _COLUMNS = ('method', 'layer', 'deletion_auc', 'insertion_auc', 'faithfulness', 'road', 'average_drop',
             'increase_in_confidence', 'sparseness', 'pointing_game', 'energy_pointing_game', 'relevance_mass',
@@ -128,44 +156,53 @@ def measure_cams(learn, # The learner whose model is measured (not changed)
                  threshold:float=SANITY_THRESHOLD, # A sanity check passes below this Spearman correlation
                  keep:dict|None=None, # Filled with `(method, layer) -> (maps, mean curves)` of each row
                 )->pd.DataFrame:
-    "One row per candidate: its faithfulness, localisation, sparseness, sanity, cost, verdict and rank"
+    """One row per candidate: its faithfulness, localisation, sparseness, sanity, cost, verdict and rank. The model
+    passes, images in batches of `b` (a text is one item per pass): see the formula above"""
     net, task = unwrap_model(learn.model), task_kind(learn)
     kind, act = model_kind(net), partial(class_probs, learn)
     outs, plain = _timed(lambda: plain_outputs(net, x, batch_size))
     t = top_classes(task, outs)
+    probs = torch.cat([act(o) for o in outs]).gather(1, t[:, None])[:, 0]  # the explained class's, on the inputs
     n_classes, size = act(outs[0]).shape[1], None if kind.takes_tokens else tuple(x.shape[-2:])
+    other = other_classes(t, n_classes, seed) if sanity and n_classes > 1 else None
     tokens = None if words is None else [[learn.dls.vocab[0][int(i)] for i in xi] for xi in x]
-    rows = []
-    for m, name, reshape in progress_bar(candidates, leave=False):
-        row, maps_of = dict(method=m, layer=name), maps_function(kind, x, m, name, reshape, batch_size)
-        try: maps, sec = _timed(lambda: maps_of(net, t))
+    rows, got = {c[:2]: dict(method=c[0], layer=c[1]) for c in candidates}, {}
+    for methods, name, reshape in progress_bar(candidate_groups(candidates), leave=False):
+        maps_of = maps_function(kind, x, methods, name, reshape, batch_size)
+        try: res, sec = _timed(lambda: maps_of(net, t) if other is None else maps_of(net, t, other))
         except ValueError as e:  # a head that plain CAM cannot use: say so in the table
-            if not get_method(m).head_weights: raise
-            rows.append({**row, 'verdict': 'not applicable: ' + str(e).split(', but ')[-1].split('. ')[0]}); continue
-        if kind.takes_tokens: curves = [token_curves(net, x, maps, t, mode, steps, act=act) for mode in ('deletion', 'insertion')]
-        else: curves = [perturbation_curves(net, x, maps, t, mode, steps, baseline, batch_size, act)
-                        for mode in ('deletion', 'insertion')]
-        row['deletion_auc'], row['insertion_auc'] = (curve_auc(c).mean().item() for c in curves)
+            if not get_method(methods[0]).head_weights: raise
+            rows[methods[0], name]['verdict'] = 'not applicable: ' + str(e).split(', but ')[-1].split('. ')[0]; continue
+        for m in methods: got[m, name] = res[0][m]; rows[m, name]['cost'] = sec / plain
+        if sanity:
+            checks = sanity_rows(net, lambda net, t: maps_of(net, t)[0], res[0], t, n_classes, seed, size, threshold,
+                                 other_maps=res[1] if other is not None else None)
+            for m in methods: rows[m, name].update(checks[m][0])
+    if kind.takes_tokens: curves = [torch.stack([token_curves(net, x, got[k], t, mode, steps, act=act) for mode in MODES])
+                                    for k in got]
+    else: curves = curves_of(net, x, list(got.values()), t, MODES, steps, baseline, batch_size, act, probs)
+    for (k, maps), c in zip(got.items(), curves):
+        row = rows[k]
+        row['deletion_auc'], row['insertion_auc'] = (curve_auc(c[j]).mean().item() for j in range(2))
         row['faithfulness'] = row['insertion_auc'] - row['deletion_auc']
         if not kind.takes_tokens:
-            if with_road: row['road'] = road(net, x, maps, t, seed=seed, batch_size=batch_size, act=act).mean().item()
-            row['average_drop'] = average_drop(net, x, maps, t, batch_size, act).mean().item()
-            row['increase_in_confidence'] = increase_in_confidence(net, x, maps, t, batch_size, act).mean().item()
+            if with_road: row['road'] = road(net, x, maps, t, seed=seed, batch_size=batch_size, act=act,
+                                             probs=probs).mean().item()
+            drop, rise = confidence_changes(net, x, maps, t, batch_size, act, probs)
+            row['average_drop'], row['increase_in_confidence'] = drop.mean().item(), rise.mean().item()
         row['sparseness'] = sparseness(maps).mean().item()
         if gt is not None:
             for f in (pointing_game, energy_pointing_game, relevance_mass, relevance_rank):
                 row[f.__name__] = f(maps, gt).mean().item()
         if words is not None: row['pointing_game'] = token_pointing_game(maps, tokens, words).mean().item()
-        if sanity: row.update(sanity_row(net, maps_of, maps, t, n_classes, seed, size, threshold)[0])
-        row['cost'] = sec / plain
-        if keep is not None: keep[m, name] = maps, [c.mean(0) for c in curves]
-        rows.append(row)
-    df = pd.DataFrame(rows)
+        if keep is not None: keep[k] = maps, [c[j].mean(0) for j in range(2)]
+    df = pd.DataFrame(list(rows.values()))
     for c in ('faithfulness', 'cost', 'verdict'):
         if c not in df: df[c] = None  # (every row not applicable)
     df = _verdicts(df, threshold)
     df.attrs['targets'] = t.cpu()  # the class explained per item
     return df
+
 
 # %% ../nbs/10_choose.ipynb #70b48250
 def layer_layouts(net:nn.Module, x:Tensor|list, name:str|None=None, reshape:Callable|None=None)->dict:
@@ -218,7 +255,7 @@ def choose_cam(learn, # The learner whose model to measure (not changed)
         raise ValueError(f"n={n} validation items to measure, but learn.dls.valid has {n_all}: give 1 <= n <= {n_all}")
     methods = _methods_or(methods, kind)
     x = sample_inputs(learn, getattr(valid, 'iloc', L(valid))[:n], batch_size)
-    if layers is None: layers = kind.candidates(net) if kind.candidates is not None else [body_layer(net, x[:1])]
+    if layers is None: layers = kind.candidates(net, x[:1]) if kind.candidates is not None else [body_layer(net, x[:1])]
     cands = candidate_rows(net, methods, L(layers), layer_layouts(net, x))
     key = ([c[:2] for c in cands], n, steps, baseline, seed), _weights_state(net)
     got = _CHOICES.get(net)

@@ -21,7 +21,7 @@ from .tokens import *
 
 # %% auto #0
 __all__ = ['SMOOTHS', 'AUGMENTATIONS', 'locate_layer', 'auto_layout', 'CAMHook', 'CAMHooks', 'hook_layers', 'cam_maps',
-           'Concepts', 'head_after', 'deep_features']
+           'one_pass', 'layer_maps', 'Concepts', 'head_after', 'deep_features']
 
 # %% ../nbs/06_hooks.ipynb #476ec644
 def _spatial_out(o, x:Tensor)->bool:
@@ -479,6 +479,39 @@ def cam_maps(model:nn.Module, # A classifier `(bs, n_classes)`, or a dense model
     with inference_state(model), hook_layers(model, layer, method, reshape, smooth, fuse) as hook:
         with torch.no_grad(): out = model(x)
         return hook.compute(out, target, x, model, batch_size, region)[0]
+
+# %% ../nbs/06_hooks.ipynb #b8b436e1
+def one_pass(method:str)->bool:
+    "Whether `method`'s maps come from a layer's activation and its plain class gradient only (so `layer_maps` shares them)"
+    rec = get_method(method)
+    return rec.kind == 'layer' and not (rec.reruns or rec.head_weights or rec.hvp or rec.score is not None)
+
+def layer_maps(model:nn.Module, # A classifier `(bs, n_classes)`, or a dense model `(bs, c, H, W)` (segmentation)
+               x:Tensor, # Input batch
+               layer:nn.Module|str, # One layer, as for `cam_maps`
+               targets:list, # Sets of targets, each as `cam_maps` takes one: one backward each
+               methods:list, # Methods that are all `one_pass`
+               reshape:Callable|None=None, # As for `cam_maps`
+              )->list[dict]:
+    "For each set of targets, `{method: maps}` as `cam_maps` gives them: one forward, one backward per set"
+    if not all(one_pass(m) for m in methods):
+        raise ValueError(f"layer_maps shares one pass between methods that need only the activation and the class "
+                         f"gradient: {[m for m in methods if not one_pass(m)]} need more; use cam_maps for them")
+    recs, res = [get_method(m) for m in methods], []
+    with inference_state(model), CAMHook(model, layer, 'gradcam', reshape) as hook:
+        with torch.no_grad(): out = first_output(model(x))
+        if hook.act is None: raise RuntimeError(f"Layer {hook.name!r} did not run in the forward pass: pick one it uses")
+        leaf, hook.act = hook.act, None
+        with torch.enable_grad():
+            scores = class_scores(out)
+            A = hook._laid_out(leaf.detach())
+            for j, target in enumerate(targets):
+                t = resolve_targets(target, scores)
+                G = _class_grads(scores, leaf, t, hook._laid_out, retain=j < len(targets) - 1)
+                maps = {r.name: per_class_maps(_weigh(r, A, G if r.grads else None, None, explains_several(t), None)
+                                               .detach(), t, scores.shape[1]) for r in recs}
+                res.append({r.name: maps[r.name].relu() if r.relu else maps[r.name] for r in recs})
+    return res
 
 # %% ../nbs/06_hooks.ipynb #7d3e9a11
 @dataclass

@@ -6,17 +6,18 @@ Docs: https://fastcam.github.io/fastcam/metrics.html.md"""
 
 # %% ../nbs/07_metrics.ipynb #cde3bf1f
 from __future__ import annotations
-import torch, torch.nn as nn, torch.nn.functional as F
+import numpy as np, scipy.sparse, scipy.sparse.linalg, torch, torch.nn as nn, torch.nn.functional as F
 from copy import deepcopy
 from typing import Callable
 from torch import Tensor
 from .core import *
 
 # %% auto #0
-__all__ = ['BASELINES', 'ROAD_ORDERS', 'pointing_game', 'energy_pointing_game', 'baseline_input', 'softmax_probs',
-           'perturbation_curves', 'curve_auc', 'deletion_auc', 'insertion_auc', 'token_curves', 'token_pointing_game',
-           'average_drop', 'increase_in_confidence', 'noisy_linear_impute', 'road', 'sparseness', 'relevance_mass',
-           'relevance_rank', 'rank_correlation', 'ssim', 'cascade_blocks', 'model_randomisation', 'random_logit']
+__all__ = ['BASELINES', 'MODES', 'ROAD_ORDERS', 'pointing_game', 'energy_pointing_game', 'baseline_input', 'softmax_probs',
+           'curves_of', 'perturbation_curves', 'curve_auc', 'deletion_auc', 'insertion_auc', 'token_curves',
+           'token_pointing_game', 'confidence_changes', 'average_drop', 'increase_in_confidence', 'noisy_linear_impute',
+           'road', 'sparseness', 'relevance_mass', 'relevance_rank', 'rank_correlation', 'ssim', 'cascade_blocks',
+           'model_randomisation', 'other_classes', 'random_logit']
 
 # %% ../nbs/07_metrics.ipynb #48c10675
 def _at_input(maps, size): return upsample_maps(maps.detach().float(), size)
@@ -63,11 +64,68 @@ def _probs(model, x, t, batch_size=64, act=None):
     return torch.cat([act(model(xb)).gather(1, tb[:, None])[:, 0]
                       for xb, tb in zip(x.split(batch_size), t.split(batch_size))])
 
-def _targets(model, x, target, act=None):
+def _probs_targets(model, x, target, batch_size=64, act=None, probs=None)->tuple[Tensor, Tensor]:
+    """The class probability on `x` of the class each item explains, and that class: from one pass over `x`, which
+    resolves `'pred'` too, or from `probs` (then `target` gives one class per item) with none"""
     if isinstance(target, str) and target == 'all': raise ValueError("Metrics explain one class per item, not 'all'")
-    return resolve_targets(target, (act or softmax_probs)(model(x)))
+    if probs is not None:
+        if isinstance(target, str): t = torch.zeros(0)
+        else: t = torch.as_tensor(target, device=x.device).long().flatten().expand(len(x) if isinstance(target, int) else -1)
+        if isinstance(target, str) or len(t) != len(x) or len(probs) != len(x):
+            raise ValueError(f"probs= are the class probabilities of target= on x, one per item: give {len(x)} of "
+                             f"each, target as class indices (got target={target!r:.40}, {len(probs)} probs)")
+        return probs, t
+    p = torch.cat([(act or softmax_probs)(model(xb)) for xb in x.split(batch_size)])
+    t = resolve_targets(target, p)
+    return p.gather(1, t[:, None])[:, 0], t
+
 
 # %% ../nbs/07_metrics.ipynb #518b8d44
+MODES = ('deletion', 'insertion')
+
+def _rank_at_input(maps:Tensor, size:tuple)->Tensor:
+    "Each input pixel's place in its map's order, highest value first: `(n, 1, H, W)`"
+    H, W = size
+    order = _at_input(maps, size).flatten(1).argsort(dim=1, descending=True, stable=True)
+    places = torch.arange(H * W, device=order.device).expand(len(order), -1)
+    return torch.empty_like(order).scatter_(1, order, places).view(len(order), 1, H, W)
+
+def curves_of(model:nn.Module, # Classifier returning `(n, n_classes)` logits
+              x:Tensor, # Input batch `(n, c, H, W)`
+              maps:list, # Several maps of the same items, each `(n, h, w)` at any resolution
+              target='pred', # `'pred'`, a class index, or one index per item
+              modes:tuple=MODES, # Some of `MODES`
+              steps:int=20, # Number of steps from 0 to all pixels
+              baseline:str='blur', # What removed pixels become: one of `BASELINES`
+              batch_size:int=64, # Perturbed inputs per forward pass
+              act:Callable|None=None, # Model output -> `(n, c)` class probabilities; `None`: softmax
+              probs:Tensor|None=None, # The class probabilities on `x` of `target` (class indices), if known
+             )->Tensor:
+    "The curves of every map in every mode, `(len(maps), len(modes), n, steps+1)`, in the passes stated above"
+    for mode in modes:
+        if mode not in MODES: raise ValueError(f"mode must be 'deletion' or 'insertion', not {mode!r}")
+    if steps < 1: raise ValueError(f"steps must be at least 1, not {steps}")
+    n, _, H, W = x.shape
+    for m in maps:
+        if len(m) != n: raise ValueError(f"Got {len(m)} maps for {n} inputs: give one map per input")
+    base = baseline_input(x, baseline)
+    ranks = torch.stack([_rank_at_input(m.to(x.device), (H, W)) for m in maps])  # (k, n, 1, H, W)
+    n_changed = torch.linspace(0, H * W, steps + 1, device=x.device).round()
+    ins = torch.tensor([m == 'insertion' for m in modes], device=x.device)
+    curves = torch.empty(len(maps), len(modes), n, steps + 1, device=x.device)
+    with inference_state(model), torch.no_grad():
+        p, t = _probs_targets(model, x, target, batch_size, act, probs)
+        pb = _probs(model, base, t, batch_size, act)
+        for j, first, last in ((~ins, p, pb), (ins, pb, p)):  # deletion starts from x, insertion from the baseline
+            curves[:, j, :, 0], curves[:, j, :, steps] = first, last
+        if steps > 1:
+            ar = lambda k, start=0: torch.arange(start, k, device=x.device)
+            for chunk in torch.cartesian_prod(ar(len(maps)), ar(len(modes)), ar(n), ar(steps, 1)).split(batch_size):
+                j, m, i, s = chunk.unbind(1)
+                to_base = (ranks[j, i] < n_changed[s].view(-1, 1, 1, 1)) != ins[m].view(-1, 1, 1, 1)
+                curves[j, m, i, s] = _probs(model, torch.where(to_base, base[i], x[i]), t[i], batch_size, act)
+    return curves
+
 def perturbation_curves(model:nn.Module, # Classifier returning `(n, n_classes)` logits
                         x:Tensor, # Input batch `(n, c, H, W)`
                         maps:Tensor, # Raw maps `(n, h, w)`, any resolution
@@ -79,28 +137,11 @@ def perturbation_curves(model:nn.Module, # Classifier returning `(n, n_classes)`
                         act:Callable|None=None, # Model output -> `(n, c)` class probabilities; `None`: softmax
                        )->Tensor:
     "Class probability after each of `steps` deletions (insertions) of pixels in order of map value: `(n, steps+1)`"
-    if mode not in ('deletion', 'insertion'): raise ValueError(f"mode must be 'deletion' or 'insertion', not {mode!r}")
-    if steps < 1: raise ValueError(f"steps must be at least 1, not {steps}")
-    n, _, H, W = x.shape
-    if len(maps) != n: raise ValueError(f"Got {len(maps)} maps for {n} inputs: give one map per input")
-    base = baseline_input(x, baseline)
-    src, dst = (x, base) if mode == 'deletion' else (base, x)
-    order = _at_input(maps, (H, W)).flatten(1).argsort(dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order).scatter_(1, order, torch.arange(H * W, device=x.device).expand(n, -1)).view(n, 1, H, W)
-    n_changed = torch.linspace(0, H * W, steps + 1, device=x.device).round()
-    pairs = torch.cartesian_prod(torch.arange(n, device=x.device), torch.arange(steps + 1, device=x.device))
-    curves = torch.empty(n, steps + 1, device=x.device)
-    with inference_state(model), torch.no_grad():
-        t = _targets(model, x, target, act)
-        for chunk in pairs.split(batch_size):
-            i, s = chunk.unbind(1)
-            xb = torch.where(rank[i] < n_changed[s].view(-1, 1, 1, 1), dst[i], src[i])
-            curves[i, s] = _probs(model, xb, t[i], batch_size, act)
-    return curves
+    return curves_of(model, x, [maps], target, (mode,), steps, baseline, batch_size, act)[0, 0]
 
 def curve_auc(curves:Tensor)->Tensor:
-    "Area under each curve `(n, steps+1)` over a [0, 1] axis (trapezoids)"
-    return (curves[:, 1:] + curves[:, :-1]).sum(1) / (2 * (curves.shape[1] - 1))
+    "Area under each curve `(..., steps+1)` over a [0, 1] axis (trapezoids)"
+    return (curves[..., 1:] + curves[..., :-1]).sum(-1) / (2 * (curves.shape[-1] - 1))
 
 def deletion_auc(model:nn.Module, x:Tensor, maps:Tensor, target='pred', steps:int=20, baseline:str='blur',
                  batch_size:int=64, act:Callable|None=None)->Tensor:
@@ -149,54 +190,62 @@ def token_pointing_game(maps:list, # One map per text, over its tokens
     return torch.tensor([float(t[int(m.argmax())] in words) for m, t in zip(maps, tokens)])
 
 # %% ../nbs/07_metrics.ipynb #2b67ce06
-def _kept_probs(model, x, maps, target, batch_size, act):
+def _kept_probs(model, x, maps, target, batch_size, act, probs=None):
     "Class probability on `x` and on `x` times its normalised map"
     kept = x * normalize_maps(_at_input(maps, x.shape[-2:]))[:, None].to(x.dtype)
     with inference_state(model), torch.no_grad():
-        t = _targets(model, x, target, act)
-        return _probs(model, x, t, batch_size, act), _probs(model, kept, t, batch_size, act)
+        y, t = _probs_targets(model, x, target, batch_size, act, probs)
+        return y, _probs(model, kept, t, batch_size, act)
+
+def confidence_changes(model:nn.Module, x:Tensor, maps:Tensor, target='pred', batch_size:int=64,
+                       act:Callable|None=None,
+                       probs:Tensor|None=None, # The class probabilities on `x` of `target` (class indices), if known
+                      )->tuple[Tensor, Tensor]:
+    "Per item, `average_drop` and `increase_in_confidence` from one pass over the masked inputs (and one on `x`)"
+    y, o = _kept_probs(model, x, maps, target, batch_size, act, probs)
+    return 100 * (y - o).clamp_min(0) / y.clamp_min(1e-12), 100 * (o > y).float()
 
 def average_drop(model:nn.Module, x:Tensor, maps:Tensor, target='pred', batch_size:int=64,
-                 act:Callable|None=None)->Tensor:
+                 act:Callable|None=None, probs:Tensor|None=None)->Tensor:
     "Per item, `100 * max(0, Y - O) / Y`: Y the class probability on `x`, O on `x` masked by its map"
-    y, o = _kept_probs(model, x, maps, target, batch_size, act)
-    return 100 * (y - o).clamp_min(0) / y.clamp_min(1e-12)
+    return confidence_changes(model, x, maps, target, batch_size, act, probs)[0]
 
 def increase_in_confidence(model:nn.Module, x:Tensor, maps:Tensor, target='pred', batch_size:int=64,
-                           act:Callable|None=None)->Tensor:
+                           act:Callable|None=None, probs:Tensor|None=None)->Tensor:
     "Per item, 100 if the class probability on `x` masked by its map is higher than on `x`, else 0"
-    y, o = _kept_probs(model, x, maps, target, batch_size, act)
-    return 100 * (o > y).float()
+    return confidence_changes(model, x, maps, target, batch_size, act, probs)[1]
 
 # %% ../nbs/07_metrics.ipynb #6b1f0a02
-_NEIGHBOURS = torch.tensor([[1 / 12, 1 / 6, 1 / 12], [1 / 6, 0., 1 / 6], [1 / 12, 1 / 6, 1 / 12]])
+_OFFSETS = [(dy, dx, 1 / 6 if dy == 0 or dx == 0 else 1 / 12) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+
+def _impute_one(v:np.ndarray, removed:np.ndarray)->np.ndarray:
+    "`v (c, H, W)` with its `removed (H, W)` pixels each the weighted mean of its neighbours: one sparse solve"
+    c, H, W = v.shape
+    r = removed.ravel()
+    k = int(r.sum())
+    if not k: return v
+    var = np.full(H * W, -1); var[r] = np.arange(k)  # each removed pixel's unknown
+    flat, grid = v.reshape(c, -1).astype(np.float64), np.arange(H * W).reshape(H, W)
+    rows, cols, vals, diag, b = [np.arange(k)], [np.arange(k)], [], np.zeros(k), np.zeros((k, c))
+    for dy, dx, w in _OFFSETS:
+        p = grid[max(0, -dy):H - max(0, dy), max(0, -dx):W - max(0, dx)].ravel()  # pixels with this neighbour inside
+        p = p[r[p]]; q = p + dy * W + dx
+        diag[var[p]] += w
+        unknown = r[q]
+        rows.append(var[p[unknown]]); cols.append(var[q[unknown]]); vals.append(np.full(int(unknown.sum()), -w))
+        b[var[p[~unknown]]] += w * flat[:, q[~unknown]].T  # (each pixel once per offset)
+    A = scipy.sparse.csc_matrix((np.concatenate([diag, *vals]), (np.concatenate(rows), np.concatenate(cols))), (k, k))
+    flat[:, r] = scipy.sparse.linalg.splu(A).solve(b).T
+    return flat.reshape(c, H, W)
 
 def noisy_linear_impute(x:Tensor, # Images `(n, c, H, W)`
                         removed:Tensor, # Boolean `(n, H, W)`: the pixels to impute
                         noise:float=0.01, # Standard deviation of the noise added to imputed pixels
                         generator:torch.Generator|None=None, # For the noise; `None`: torch's global generator
-                        tol:float=1e-6, # Relative residual at which the solver stops
-                        max_iter:int=5000, # At most this many conjugate-gradient steps
                        )->Tensor:
     "`x` with each removed pixel the weighted mean of its neighbours (solved jointly), plus noise: ROAD's imputation"
-    n, c, H, W = x.shape
-    k = _NEIGHBOURS.to(x)[None, None]
-    u = removed[:, None].expand(-1, c, -1, -1).reshape(n * c, 1, H, W).to(x.dtype)
-    v = x.reshape(n * c, 1, H, W)
-    nbr = lambda t: F.conv2d(t, k, padding=1)  # the weighted sum of each pixel's neighbours inside the image
-    D = nbr(torch.ones_like(v))
-    M = lambda t: u * (D * t - nbr(t * u))  # symmetric positive definite on the removed pixels
-    b = u * nbr(v * (1 - u))
-    z, r = torch.zeros_like(v), b.clone()
-    p, rs, stop = r.clone(), (r * r).flatten(1).sum(1), tol ** 2 * (b * b).flatten(1).sum(1)
-    for _ in range(max_iter):
-        if (rs <= stop).all(): break
-        Mp = M(p)
-        a = (rs / (p * Mp).flatten(1).sum(1).clamp_min(1e-30)).view(-1, 1, 1, 1)
-        z, r = z + a * p, r - a * Mp
-        rs, old = (r * r).flatten(1).sum(1), rs
-        p = r + (rs / old.clamp_min(1e-30)).view(-1, 1, 1, 1) * p
-    out = torch.where(u > 0, z, v).reshape(n, c, H, W)
+    v, r = x.detach().cpu().numpy(), removed.cpu().numpy().astype(bool)
+    out = torch.from_numpy(np.stack([_impute_one(vi, ri) for vi, ri in zip(v, r)])).to(x.device, x.dtype)
     if noise: out = out + noise * removed[:, None] * torch.randn(out.shape, generator=generator, device=x.device,
                                                                   dtype=x.dtype)
     return out
@@ -213,21 +262,24 @@ def road(model:nn.Module, # Classifier returning `(n, n_classes)` logits
          seed:int=0, # Seed of the noise: the same seed gives the same scores
          batch_size:int=64, # Inputs per forward pass
          act:Callable|None=None, # Model output -> `(n, c)` class probabilities; `None`: softmax
+         probs:Tensor|None=None, # The class probabilities on `x` of `target` (class indices), if known
         )->Tensor:
     """Per item, the change in class probability when the pixels above each percentile of the map (MoRF: lower is more
     faithful) or below it (LeRF: higher is) are imputed, averaged over the percentiles; `'combined'` is
-    (LeRF − MoRF) / 2, higher is more faithful (pytorch-grad-cam's `ROADCombined`)"""
+    (LeRF − MoRF) / 2, higher is more faithful (pytorch-grad-cam's `ROADCombined`). Passes: `⌈n/b⌉` per order and
+    percentile, and `⌈n/b⌉` on `x` unless `probs` is given"""
     if order not in ROAD_ORDERS: raise ValueError(f"order must be one of {ROAD_ORDERS}, not {order!r}")
     if any(not 0 < q < 100 for q in percentiles): raise ValueError(f"percentiles must lie in (0, 100): {percentiles}")
     if len(maps) != len(x): raise ValueError(f"Got {len(maps)} maps for {len(x)} inputs: give one map per input")
-    if order == 'combined':
-        return (road(model, x, maps, target, 'lerf', percentiles, noise, seed, batch_size, act)
-                - road(model, x, maps, target, 'morf', percentiles, noise, seed, batch_size, act)) / 2
+    if order == 'combined':  # (one pass on x for both orders)
+        with inference_state(model), torch.no_grad(): probs, target = _probs_targets(model, x, target, batch_size, act,
+                                                                                     probs)
+        return (road(model, x, maps, target, 'lerf', percentiles, noise, seed, batch_size, act, probs)
+                - road(model, x, maps, target, 'morf', percentiles, noise, seed, batch_size, act, probs)) / 2
     up = _at_input(maps, x.shape[-2:]).flatten(1) * (1 if order == 'morf' else -1)
     g = torch.Generator(device=x.device).manual_seed(seed)
     with inference_state(model), torch.no_grad():
-        t = _targets(model, x, target, act)
-        base, res = _probs(model, x, t, batch_size, act), []
+        (base, t), res = _probs_targets(model, x, target, batch_size, act, probs), []
         for q in percentiles:
             removed = (up >= torch.quantile(up, q / 100, dim=1, keepdim=True)).view(len(x), *x.shape[-2:])
             res.append(_probs(model, noisy_linear_impute(x, removed, noise, g), t, batch_size, act) - base)
@@ -334,15 +386,23 @@ def _copy(model:nn.Module)->nn.Module:
                          f"cannot be copied ({type(e).__name__}: {e}): give it no attributes that deepcopy refuses "
                          f"(open files, locks, generators)") from e
 
-def _similarity(a:Tensor|list, b:Tensor|list, size)->tuple[Tensor, Tensor]:
-    "Spearman and SSIM of two batches of maps (SSIM: 2-D maps only, else NaN); lists: one map per text"
+def _similarity(a:Tensor|list|dict, b:Tensor|list|dict, size)->tuple:
+    """Spearman and SSIM of two batches of maps (SSIM: 2-D maps only, else NaN); lists: one map per text; dicts of
+    either (several methods): a dict of each"""
+    if isinstance(a, dict):
+        res = {k: _similarity(a[k], b[k], size) for k in a}
+        return {k: r[0] for k, r in res.items()}, {k: r[1] for k, r in res.items()}
     if isinstance(a, (list, tuple)):
         return torch.cat([rank_correlation(p[None], q[None]) for p, q in zip(a, b)]), torch.full((len(a),), float('nan'))
     s = ssim(a, b, size) if a.ndim == 3 else torch.full((len(a),), float('nan'))
     return rank_correlation(a, b), s
 
+def _stacked(xs:list)->Tensor|dict:
+    "The steps' results stacked: a tensor `(steps, n)`, or a dict of them"
+    return {k: torch.stack([x[k] for x in xs]) for k in xs[0]} if isinstance(xs[0], dict) else torch.stack(xs)
+
 def model_randomisation(model:nn.Module, # The trained model (not changed)
-                        maps_of:Callable, # `(model, targets) -> maps`, called on the model and on each randomised copy
+                        maps_of:Callable, # `(model, targets) -> maps` (or a dict of maps), on the model and each copy
                         target:Tensor, # The class explained per item, `(n,)`: the intact model's prediction
                         seed:int=0, # Seed of the re-initialisation
                         size:tuple[int, int]|None=None, # SSIM at this size (the input's)
@@ -350,7 +410,8 @@ def model_randomisation(model:nn.Module, # The trained model (not changed)
                         maps:Tensor|list|None=None, # The intact model's maps of `target`, if already computed
                        )->tuple[list, Tensor, Tensor]:
     """Blocks randomised in turn from the output down, and each step's Spearman and SSIM to the original maps
-    `(steps, n)` (one step, the last, without `cascade`)"""
+    `(steps, n)` (one step, the last, without `cascade`); where `maps_of` gives a dict of maps (several methods from
+    one pass), a dict of each. Passes: one `maps_of` per step"""
     ref = maps_of(model, target) if maps is None else maps
     blocks = cascade_blocks(unwrap_model(model))
     if not blocks: raise ValueError(f"This {type(model).__name__} has no parameters to randomise")
@@ -360,16 +421,24 @@ def model_randomisation(model:nn.Module, # The trained model (not changed)
         if not cascade and i < len(blocks) - 1: continue
         r, s = _similarity(ref, maps_of(m, target), size)
         rho.append(r); ss.append(s)
-    return blocks, torch.stack(rho), torch.stack(ss)
+    return blocks, _stacked(rho), _stacked(ss)
+
+def other_classes(target:Tensor, # The class explained per item, `(n,)`
+                  n_classes:int, # How many classes the model scores
+                  seed:int=0, # Seed of the draw
+                 )->Tensor:
+    "A random class per item, other than its `target`: what the random-logit check compares with"
+    g = torch.Generator().manual_seed(seed)
+    return ((target.cpu() + torch.randint(1, n_classes, (len(target),), generator=g)) % n_classes).to(target.device)
 
 def random_logit(model:nn.Module, maps_of:Callable, target:Tensor,
                  n_classes:int, # How many classes the model scores
-                 seed:int=0, # Seed of the other classes' draw
+                 seed:int=0, # Seed of the other classes' draw (`other_classes`)
                  size:tuple[int, int]|None=None, # SSIM at this size (the input's)
-                 maps:Tensor|list|None=None, # The maps of `target`, if already computed
-                )->tuple[Tensor, Tensor]:
+                 maps:Tensor|list|dict|None=None, # The maps of `target`, if already computed
+                 other_maps:Tensor|list|dict|None=None, # The maps of `other_classes(target, n_classes, seed)`, if so
+                )->tuple:
     "Spearman and SSIM between each item's map of `target` and that of a random other class"
     if n_classes < 2: raise ValueError("The random-logit check needs a model that scores at least two classes")
-    g = torch.Generator().manual_seed(seed)
-    other = (target.cpu() + torch.randint(1, n_classes, (len(target),), generator=g)) % n_classes
-    return _similarity(maps_of(model, target) if maps is None else maps, maps_of(model, other.to(target.device)), size)
+    if other_maps is None: other_maps = maps_of(model, other_classes(target, n_classes, seed))
+    return _similarity(maps_of(model, target) if maps is None else maps, other_maps, size)

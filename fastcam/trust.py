@@ -32,8 +32,8 @@ def _own_layer(interp, x:Tensor|list)->str|nn.Module:
 
 @patch
 def cam_report(self:CAMInterpretation,
-               methods:list|None=None, # Methods to compare; `None`: every registered method that applies
-               layers:list|None=None, # Layers to compare; `None`: the interpretation's
+               methods:list|str|None=None, # Methods to compare; `None`: the cheap set (above); `'all'`: all that apply
+               layers:list|None=None, # Layers to compare; `None`: the interpretation's (and the cheap set's)
                boxes:Tensor|None=None, # Image learners: boxes `(n, 4)` in input pixels or masks `(n, H, W)`, one per item
                words=None, # Text learners: the words that carry the label (the pointing game over tokens)
                max_items:int|None=64, # Measure the first `max_items` items of `self.dl` only (`None`: all)
@@ -48,9 +48,10 @@ def cam_report(self:CAMInterpretation,
     """One row per method × layer: faithfulness, localisation (with `boxes` or `words`), sparseness, sanity, cost,
     verdict and rank, best first. Every score explains the learner kind's `top` class of the prediction, so none
     needs labels: items of a `test_dl` without labels are measured alike"""
-    kind = self.model_kind
-    methods = methods_for(kind) if methods is None else list(L(methods))
-    for m in methods: get_method(m)
+    kind, cheap = self.model_kind, methods is None
+    if cheap: methods = [m for m in methods_for(kind) if one_pass(m)] + [self.cam.method_used]
+    elif isinstance(methods, str) and methods == 'all': methods = methods_for(kind)
+    methods = list(dict.fromkeys(get_method(m).name for m in L(methods)))
     baseline_input(torch.zeros(1, 1, 2, 2), baseline)  # fail early on a bad baseline
     check_threshold(threshold)
     if boxes is not None and kind.takes_tokens: raise ValueError("boxes= are for image learners; for text, give words=")
@@ -61,8 +62,9 @@ def cam_report(self:CAMInterpretation,
     n = n_all if max_items is None else min(max_items, n_all)
     x, net = sample_inputs(self.learn, self.items_at(slice(0, n)), batch_size), unwrap_model(self.learn.model)
     gt = None if boxes is None else gt_masks(torch.as_tensor(boxes)[:n], n, tuple(x.shape[-2:]))
+    if layers is None and cheap and kind.candidates is not None: layers = [_own_layer(self, x), *kind.candidates(net, x)]
     cands = candidate_rows(net, methods, L(layers) or [_own_layer(self, x)],
-                        layer_layouts(net, x, self.cam.layer_name, self.cam.reshape))
+                           layer_layouts(net, x, self.cam.layer_name, self.cam.reshape))
     self.report_maps = {}
     self.report = measure_cams(self.learn, x, cands, gt, words, steps, baseline, batch_size, road, sanity, seed,
                                threshold, keep=self.report_maps)
@@ -122,7 +124,9 @@ def sanity_checks(self:CAMInterpretation,
                   batch_size:int=64)->pd.DataFrame:
     """One row per method × layer: Spearman and SSIM of the maps after randomising the model block by block (the
     cascade, kept for `plot_sanity_checks`) and between the learner kind's `top` class and a random other class;
-    `passes` when both correlations are below `threshold`. Text maps are compared by Spearman only"""
+    `passes` when both correlations are below `threshold`. Text maps are compared by Spearman only. The one-pass
+    methods at a layer share their passes: with `B` blocks (`cascade_blocks`) and `L` layers, `⌈n/b⌉·(1 + L·(1 + B))`
+    forwards for `n` images in batches of `b`, and `L·⌈n/b⌉·(2 + B)` backwards"""
     check_threshold(threshold)
     n_all = len(self.dl.items)
     if not 1 <= n <= n_all: raise ValueError(f"n={n} items to check, but interp.dl has {n_all}: give 1 <= n <= {n_all}")
@@ -131,14 +135,19 @@ def sanity_checks(self:CAMInterpretation,
     outs, kind = plain_outputs(net, x, batch_size), self.model_kind
     t = top_classes(self.kind, outs)
     n_classes, size = class_probs(self.learn, outs[0]).shape[1], None if kind.takes_tokens else tuple(x.shape[-2:])
-    rows, self.sanity_curves = [], {}
-    for m, name, reshape in candidate_rows(net, methods, L(layers) or [_own_layer(self, x)],
-                                        layer_layouts(net, x, self.cam.layer_name, self.cam.reshape)):
-        maps_of = maps_function(kind, x, m, name, reshape, batch_size)
-        row, self.sanity_curves[m, name] = sanity_row(net, maps_of, maps_of(net, t), t, n_classes, seed, size,
-                                                       threshold, cascade=True)
-        rows.append(dict(method=m, layer=name, **row))
-    return pd.DataFrame(rows)
+    other = other_classes(t, n_classes, seed) if n_classes > 1 else None
+    rows, self.sanity_curves = {}, {}
+    cands = candidate_rows(net, methods, L(layers) or [_own_layer(self, x)],
+                           layer_layouts(net, x, self.cam.layer_name, self.cam.reshape))
+    for ms, name, reshape in candidate_groups(cands):
+        maps_of = maps_function(kind, x, ms, name, reshape, batch_size)
+        res = maps_of(net, t) if other is None else maps_of(net, t, other)
+        checks = sanity_rows(net, lambda net, t: maps_of(net, t)[0], res[0], t, n_classes, seed, size, threshold,
+                             cascade=True, other_maps=res[1] if other is not None else None)
+        for m in ms:
+            row, self.sanity_curves[m, name] = checks[m]
+            rows[m, name] = dict(method=m, layer=name, **row)
+    return pd.DataFrame([rows[c[:2]] for c in cands])  # in the order of the candidates
 
 @patch
 def plot_sanity_checks(self:CAMInterpretation, figsize:tuple=(8, 4))->plt.Figure:
