@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from fastai.vision.all import (create_vision_model, resnet34, vision_learner, ImageDataLoaders, get_image_files,
                                ClassificationInterpretation, ProgressCallback, set_seed)
-from fastcam.all import cam_maps, find_layer, CAMInterpretation, synth_pets, is_cat, MODEL_KINDS
+from fastcam.all import cam_maps, find_layer, body_layer, CAMInterpretation, synth_pets, is_cat, MODEL_KINDS
 sys.path.insert(0, str(Path(__file__).parent))
 from render import fmt, provenance, render_results
 
@@ -114,6 +114,114 @@ def only_strategies(smoke=False, out='benchmarks/RESULTS.md'):
     Path(out).with_name('results.json').write_text(json.dumps(v, indent=1) + '\n')
     Path(out).write_text(render_results(v))
 
+def counted(f, net):
+    """Run `f` once, counting the model's passes: each forward of `net` (or of a copy, which inherits the hook) with its
+    input and whether it recorded a graph, and the backwards (`torch.autograd.grad` calls)"""
+    calls, backs, real = [], [0], torch.autograd.grad
+    first = lambda o: o[0] if isinstance(o, (tuple, list)) else o
+    h = net.register_forward_hook(lambda m, i, o: calls.append((i[0], first(o).requires_grad)))
+    def counting(*a, **k): backs[0] += 1; return real(*a, **k)
+    torch.autograd.grad = counting
+    try: f()
+    finally: h.remove(); torch.autograd.grad = real
+    return calls, backs[0]
+
+def bare(net, layer, calls, backs):
+    """The counted passes run bare: each forward on its own input, those that recorded a graph from `layer` (the model
+    kind's default) on, with the counted backwards spread over them, each of one output's sum"""
+    first = lambda o: o[0] if isinstance(o, (tuple, list)) else o
+    def leaf(m, i, o):
+        a = first(o).detach().requires_grad_(); torch.set_grad_enabled(True); got.append(a)
+        return (a, *o[1:]) if isinstance(o, tuple) else a
+    n_graph = max(sum(g for _, g in calls), 1)
+    per = [backs // n_graph + (j < backs % n_graph) for j in range(n_graph)]
+    def run():
+        j = 0
+        with torch.no_grad():
+            for x, graph in calls:
+                if not graph: net(x); continue
+                got.clear(); h = layer.register_forward_hook(leaf)
+                try: out = first(net(x))
+                finally: h.remove()
+                for k in range(per[j]): torch.autograd.grad(out.flatten(1)[:, 0].sum(), got[0], retain_graph=k < per[j] - 1)
+                torch.set_grad_enabled(False); j += 1
+    got = []
+    return run
+
+def verdict_row(f, learn, items, repeats):
+    "`f`'s time ÷ a plain `get_preds` of `items`, and ÷ its counted passes run bare; and those passes"
+    net = learn.model.eval()
+    dl = learn.dls.test_dl(items)
+    calls, backs = counted(f, net)
+    layer = find_layer(net, body_layer(net, dl.one_batch()[0]))[1]
+    return dict(preds=paired(f, lambda: learn.get_preds(dl=dl), repeats), floor=paired(f, bare(net, layer, calls, backs),
+                repeats), forwards=len(calls), backwards=backs)
+
+def verdict_learners(smoke:bool)->dict:
+    "A learner of each kind `choose_cam` is measured on (random weights: the passes, not the choice, are timed)"
+    from fastai.vision.all import unet_learner
+    from fastai.text.all import text_classifier_learner, AWD_LSTM
+    from fastcam.all import synth_shapes, shapes_dls, synth_reviews, review_dls
+    n, size = (16, 64) if smoke else (64, 128)
+    res = dict(pets=fastai_learner(n, size, 16))
+    shapes = Path(tempfile.mkdtemp()); synth_shapes(shapes, n=max(n, 40), size=64, seed=SEED)
+    set_seed(SEED); res['U-Net'] = unet_learner(shapes_dls(shapes, 'segmentation', bs=8), resnet34, pretrained=False)
+    pets = synth_pets(tempfile.mkdtemp(), n=n, size=64, seed=SEED)
+    vdls = ImageDataLoaders.from_name_func(pets, get_image_files(pets), valid_pct=0.5, seed=21, label_func=is_cat,
+                                           bs=16, num_workers=0)
+    set_seed(SEED); res['ViT'] = vision_learner(vdls, VIT, pretrained=False, img_size=64, patch_size=8)
+    set_seed(SEED); res['text'] = text_classifier_learner(review_dls(synth_reviews(80 if smoke else 200, SEED)), AWD_LSTM,
+                                                          pretrained=False)
+    for l in res.values(): l.remove_cb(ProgressCallback)
+    return res
+
+def road_row(smoke:bool, repeats:int)->dict:
+    """ROAD (combined, nine percentiles each way) of fastcam and of pytorch-grad-cam's `ROADCombined`, same model,
+    batch, maps and classes, 224 px: each ÷ a plain forward of the batch"""
+    from pytorch_grad_cam.metrics.road import ROADCombined
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+    from fastcam.metrics import road
+    n = 2 if smoke else 4
+    model, x = model_and_batch(n, 64 if smoke else 224)
+    maps = cam_maps(model, x, '0.6')
+    with torch.no_grad(): t = model(x).argmax(1)
+    cams = torch.nn.functional.interpolate(maps[:, None], x.shape[-2:], mode='bilinear')[:, 0].numpy()
+    def plain():
+        with torch.no_grad(): model(x)
+    ours = lambda: road(model, x, maps, t)
+    peer = lambda: ROADCombined()(x, cams, [ClassifierOutputSoftmaxTarget(int(c)) for c in t], model)
+    return dict(n=n, size=x.shape[-1], fastcam=paired(ours, plain, repeats), ratio=paired(ours, peer, repeats))
+
+def measure_verdicts(smoke:bool)->dict:
+    """The cost of a verdict: `choose_cam` on a learner of each kind and `sanity_checks` on the CNN, each ÷ a plain
+    `get_preds` of the same items and ÷ its own counted passes run bare; ROAD beside pytorch-grad-cam's"""
+    import fastcam.choose as choose
+    repeats, learners, rows = 1 if smoke else 3, verdict_learners(smoke), {}
+    log = lambda *a: print(*a, flush=True)
+    for kind, learn in learners.items():
+        items = learn.dls.valid.items[:choose.AUTO_ITEMS]
+        def auto():
+            choose._CHOICES.clear()
+            choose.choose_cam(learn, verbose=False)
+        rows[f'choose_cam ({kind})'] = verdict_row(auto, learn, items, repeats)
+        log(kind, {k: fmt(v) if isinstance(v, list) else v for k, v in rows[f'choose_cam ({kind})'].items()})
+    learn = learners['pets']
+    interp = CAMInterpretation.from_learner(learn, dl=learn.dls.test_dl(learn.dls.valid.items[:16]))
+    rows['sanity_checks (pets)'] = verdict_row(lambda: interp.sanity_checks(methods=['gradcam', 'hirescam', 'layercam']),
+                                               learn, interp.dl.items, repeats)
+    log('sanity', rows['sanity_checks (pets)'])
+    return dict(rows=rows, n=choose.AUTO_ITEMS, road=road_row(smoke, repeats))
+
+def only_verdicts(smoke=False, out='benchmarks/RESULTS.md'):
+    "Measure the verdicts' rows again on their own, keeping the full run's other rows"
+    torch.set_num_threads(THREADS)
+    js = Path(out).with_name('results.json')
+    v = json.loads(js.read_text())
+    v['verdicts'], v.setdefault('again', {})['the cost of a verdict'] = measure_verdicts(smoke), provenance(THREADS)
+    if smoke: out = Path(tempfile.mkdtemp())/Path(out).name
+    Path(out).with_name('results.json').write_text(json.dumps(v, indent=1) + '\n')
+    Path(out).write_text(render_results(v))
+
 def main(smoke=False, bs=16, mem_bs=64, size=224, repeats=5, out='benchmarks/RESULTS.md'):
     if smoke: bs, mem_bs, size, repeats = 2, 2, 64, 1
     torch.set_num_threads(THREADS)
@@ -201,12 +309,13 @@ def main(smoke=False, bs=16, mem_bs=64, size=224, repeats=5, out='benchmarks/RES
     def auto():
         choose._CHOICES.clear()
         choose.choose_cam(learn, n=n16, verbose=False)
-    n_auto = len(choose.AUTO_METHODS) * len(MODEL_KINDS.body_head.candidates(learn.model))
+    n_auto = len(choose.AUTO_METHODS) * len(MODEL_KINDS.body_head.candidates(learn.model, items16.one_batch()[0]))
     auto_r = paired(auto, lambda: learn.get_preds(dl=items16), 1 if smoke else 3)
     log(f"auto ({n_auto} candidates, 16 items): {fmt(auto_r)}")
 
     strat = measure_strategies(learn, dl, smoke)
     log(f"strategies ({len(dl.dataset)} items): {fmt(strat)}")
+    verdicts = measure_verdicts(smoke)
 
     # 3b. CAMMonitor: a fit with 8 items watched every epoch (epoch 0 included) ÷ the same fit without it
     from fastcam.all import CAMMonitor
@@ -233,7 +342,7 @@ def main(smoke=False, bs=16, mem_bs=64, size=224, repeats=5, out='benchmarks/RES
              speed=per(speed, PEERS), mem=per(mem, PEERS), vit=VIT, vit_layer=VIT_LAYER, vspeed=vspeed, vmem=vmem,
              others=others, allr=allr, multi=multi, labels17=labels17.sum(1).float().mean().item(), n_items=n_items,
              fsize=fsize, n_valid=len(dl.dataset), dl_bs=dl.bs, cami=cami, peer=peer, pred=pred, n16=n16,
-             sanity=sanity, report=report, n_auto=n_auto, auto=auto_r, strategies=strat, mon=mon, mon_n=mon_n, mon_epochs=mon_epochs,
+             sanity=sanity, report=report, n_auto=n_auto, auto=auto_r, strategies=strat, verdicts=verdicts, mon=mon, mon_n=mon_n, mon_epochs=mon_epochs,
              n_text=len(tlearn.dls.valid_ds), text=text, seconds=time.time() - t0)
     js = Path(out).with_name('results.json')
     js.write_text(json.dumps(v, indent=1) + '\n')
@@ -248,7 +357,7 @@ if __name__ == '__main__':
     p.add_argument('--smoke', action='store_true', help='bs 2, one repeat, tiny images: checks the script runs')
     p.add_argument('--bs', type=int, default=16); p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--out', default='benchmarks/RESULTS.md')
-    p.add_argument('--only', choices=['strategies'], help='measure this row again, keeping the other rows')
+    p.add_argument('--only', choices=['strategies', 'verdicts'], help='measure these rows again, keeping the others')
     a = p.parse_args()
-    if a.only: only_strategies(a.smoke, a.out)
+    if a.only: (only_strategies if a.only == 'strategies' else only_verdicts)(a.smoke, a.out)
     else: main(a.smoke, bs=a.bs, repeats=a.repeats, out=a.out)

@@ -33,7 +33,7 @@ def one_seed(path, seed, log):
     log(f"seed {seed}: accuracy {acc:.2f} after {EPOCHS} epochs ({time.time() - t0:.0f} s)")
     if acc < MIN_ACCURACY: return acc, None
     interp = CAMInterpretation.from_learner(learn)
-    layers = MODEL_KINDS.vit.candidates(learn.model)  # the first norm of the last three blocks
+    layers = MODEL_KINDS.vit.candidates(learn.model, None)  # the first norm of the last three blocks
     df = interp.cam_report(methods=METHODS, layers=layers, boxes=item_boxes(interp.dl.items), max_items=MAX_ITEMS,
                            road=False, steps=8, baseline='zero')  # (as choose_cam: a blur keeps the colours)
     df['seed'], df['accuracy'] = seed, acc

@@ -79,6 +79,28 @@ def targets(v:dict)->list[tuple]:
          peers(v['vspeed'], VIT_PEERS[1:], fmt)),
         *[(f"text `{m}` inside `get_preds` ÷ plain `get_preds`", 1.15, r, "") for m, r in v['text'].items()]]
 
+FLOOR_GOAL, ROAD_GOAL = 1.3, 1.0
+
+def verdicts_section(v:dict)->list[str]:
+    "RESULTS.md's section on the cost of a verdict (`bench_cam.measure_verdicts`), where the run measured it"
+    if 'verdicts' not in v: return []
+    d, r = v['verdicts'], v['verdicts']['road']
+    L = ["", "## The cost of a verdict", "",
+         f"`choose_cam` (what `'auto'` runs, on {d['n']} validation items) on a learner of each kind, and "
+         "`sanity_checks` of three one-pass methods: each ÷ a plain `get_preds` of the same items, and ÷ its own "
+         "passes run bare (every forward it made, counted by a hook on the model, on its own input, with a graph from "
+         "the kind's default layer where it had one, and its backwards), with the passes counted.", "",
+         "| what | forwards | backwards | ÷ `get_preds` | ÷ its passes run bare |", "|---|---|---|---|---|"]
+    for what, row in d['rows'].items():
+        goal = FLOOR_GOAL if what.startswith('choose_cam') else None
+        L.append(f"| `{what}` | {row['forwards']} | {row['backwards']} | {fmt(row['preds'])} | {fmt(row['floor'])}"
+                 + (f" {mark(median(row['floor']) <= goal)} (≤ {goal:.2f}×)" if goal else '') + " |")
+    L += ["", f"ROAD (combined, nine percentiles each way, noisy linear imputation) on {r['n']} items at {r['size']} px, "
+          f"resnet34: fastcam {fmt(r['fastcam'])} a plain forward of the batch; fastcam ÷ pytorch-grad-cam's "
+          f"`ROADCombined` on the same batch, maps and classes: {fmt(r['ratio'])} "
+          f"{mark(median(r['ratio']) <= ROAD_GOAL)} (≤ {ROAD_GOAL:.2f}×)."]
+    return L
+
 def render_results(v:dict)->str:
     "benchmarks/RESULTS.md from benchmarks/results.json (bench_cam.py)"
     speed, mem = v['speed'], v['mem']
@@ -119,6 +141,7 @@ def render_results(v:dict)->str:
           "| library | layer | time ÷ forward | peak RSS ÷ forward | growth ÷ forward's growth |", "|---|---|---|---|---|"]
     L += [f"| {lib} | `{LAYER_NAMES[layer]}` | {fmt(speed[lib][layer])} | {mem[lib][layer][0]:.2f}× | "
           f"{mem[lib][layer][1]:.2f}× |" for layer in LAYERS for lib in PEERS]
+    L += verdicts_section(v)
     L += ["", f"## Vision transformer: timm `{v['vit']}`, at `{v['vit_layer']}`", "",
           "Random weights, 224 px, the same batch sizes. The layer outputs a class token and 14×14 patches; fastcam "
           "folds them itself, pytorch-grad-cam is given its documented `reshape_transform`, and captum's "

@@ -84,12 +84,17 @@ class CAMCallback(HookCallback):
         if _is_auto(self.layer): return self._chosen(x).layer
         if self.layer is not None: return self.layer
         net = self._net()
-        size = None if x is None else tuple(x.shape[2:])
-        if self._found_layer is None or self._found_layer[:2] != (net, size):  # found once per model and input size
-            layer, finer = body_layer(net, x), default_reason(net, x)
-            self._found_layer, self.layer_reason = (net, size, layer), finer or f"the {model_kind(net).name} default"
+        size, pooled = None if x is None else tuple(x.shape[2:]), self._needs_head()
+        if self._found_layer is None or self._found_layer[:3] != (net, size, pooled):  # once per model and input size
+            layer, finer = body_layer(net, x, pooled), None if pooled else default_reason(net, x)
+            self._found_layer = net, size, pooled, layer
+            self.layer_reason = finer or f"the {model_kind(net).name} default" + (" that the head pools" * pooled)
             if finer: print(f"fastcam: {finer}")
-        return self._found_layer[2]
+        return self._found_layer[3]
+
+    def _needs_head(self)->bool:
+        "Whether the method given needs the layer the head pools (plain CAM): then the default is never a finer stage"
+        return self.method is not None and not _is_auto(self.method) and get_method(self.method).head_weights
 
     def _method(self, x:Tensor|None=None)->str:
         "`method`, or the one `'auto'` chose; else `'gradcam'` for a given layer, or the model kind's default"

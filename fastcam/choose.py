@@ -21,9 +21,9 @@ from .metrics import *
 from .kinds import *
 
 # %% auto #0
-__all__ = ['SANITY_THRESHOLD', 'AUTO_METHODS', 'AUTO_ITEMS', 'sample_inputs', 'maps_function', 'candidate_rows', 'plain_outputs',
-           'top_classes', 'sanity_rows', 'candidate_groups', 'measure_cams', 'layer_layouts', 'check_threshold',
-           'CAMChoice', 'choose_cam']
+__all__ = ['SANITY_THRESHOLD', 'AUTO_METHODS', 'CHEAP_METHODS', 'AUTO_ITEMS', 'sample_inputs', 'maps_function', 'candidate_rows',
+           'plain_outputs', 'top_classes', 'sanity_rows', 'candidate_groups', 'measure_cams', 'layer_layouts',
+           'check_threshold', 'CAMChoice', 'choose_cam']
 
 # %% ../nbs/10_choose.ipynb #912d634c
 SANITY_THRESHOLD = 0.5 # A sanity check passes when the mean Spearman correlation of the maps is below this
@@ -216,6 +216,8 @@ def check_threshold(threshold:float):
 
 # %% ../nbs/10_choose.ipynb #17f5401f
 AUTO_METHODS = ('gradcam', 'hirescam', 'layercam')  # one backward each, each weighing the gradient its own way
+
+CHEAP_METHODS = ('gradcam', 'hirescam', 'layercam', 'gradcam++', 'xgradcam')  # `cam_report`'s default: all one-pass
 
 AUTO_ITEMS = 16
 

@@ -13,6 +13,7 @@ from .core import *
 from .methods import *
 from .vit import *
 from .hooks import *
+import weakref
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -35,6 +36,7 @@ class ModelKind:
     chunked:Callable|None=None # model -> (the module that runs once per chunk of a long input, the chunk length)
     candidates:Callable|None=None # (model, a batch or None) -> the layers `layer='auto'` compares (`None`: the default)
     reads_attention:bool=False # Its attention methods apply (`ATTENTION_METHODS`, over the blocks of a ViT)
+    last_stage:Callable|None=None # (model, default layer) -> its last stage, where the default follows the input's size
 
     @property
     def takes_tokens(self)->bool:
@@ -63,22 +65,29 @@ def why_fastai_fails(m:nn.Module)->str|None:
 
 MIN_SIDE = 14  # A CNN's default layer is its deepest stage whose maps are at least this many positions a side (14_trust)
 
+_SIZED = weakref.WeakKeyDictionary()  # model -> {(layer name, input shape): (first stage, map sizes)}
+
 def _stage_chain(model:nn.Module, layer:nn.Module, name:str, x:Tensor)->tuple[list, list]:
     """The stages that run one into the next up to `layer`: `layer` and the siblings before it, each fed the output of
-    the one before; and the size `(h, w)` of each one's maps (`None`: not a map), from one dry forward of one item"""
+    the one before; and the size `(h, w)` of each one's maps (`None`: not a map), from one dry forward of one item,
+    once per model, layer and input shape"""
     kids = list(model.get_submodule(name.rpartition('.')[0]).children())
     end = next(j for j, k in enumerate(kids) if k is layer)
-    got = {}
-    def keep(j): return lambda m, i, o: None if j in got else got.update({j: (i, o)})  # (a hook's result replaces o)
-    handles = [k.register_forward_hook(keep(j)) for j, k in enumerate(kids[:end + 1])]
-    try:
-        with inference_state(model), torch.no_grad(): model(x[:1])
-    finally:
-        for h in handles: h.remove()
-    first = end
-    while first - 1 in got and first in got and len(got[first][0]) and got[first][0][0] is got[first - 1][1]: first -= 1
-    size = lambda o: tuple(o.shape[2:4]) if isinstance(o, Tensor) and o.ndim == 4 else None
-    return kids[first:end + 1], [size(got[j][1]) if j in got else None for j in range(first, end + 1)]
+    sized = _SIZED.setdefault(model, {})
+    if (name, tuple(x.shape[1:])) not in sized:
+        got = {}
+        def keep(j): return lambda m, i, o: None if j in got else got.update({j: (i, o)})  # (a hook's result replaces o)
+        handles = [k.register_forward_hook(keep(j)) for j, k in enumerate(kids[:end + 1])]
+        try:
+            with inference_state(model), torch.no_grad(): model(x[:1])
+        finally:
+            for h in handles: h.remove()
+        first = end
+        while first - 1 in got and first in got and len(got[first][0]) and got[first][0][0] is got[first - 1][1]: first -= 1
+        size = lambda o: tuple(o.shape[2:4]) if isinstance(o, Tensor) and o.ndim == 4 else None
+        sized[name, tuple(x.shape[1:])] = first, [size(got[j][1]) if j in got else None for j in range(first, end + 1)]
+    first, sizes = sized[name, tuple(x.shape[1:])]
+    return kids[first:end + 1], sizes
 
 def finest_stage(model:nn.Module, # The model
                  layer:nn.Module|str, # Its default layer by architecture (the located layer), or the last stage of it
@@ -87,36 +96,32 @@ def finest_stage(model:nn.Module, # The model
                 )->tuple[nn.Module, str|None]:
     """The deepest of `layer` and the stages that run into it whose maps are at least `MIN_SIDE` a side (where none
     is, the deepest of the largest maps); and why not `layer`, in one sentence (else `None`)"""
-    name, layer = find_layer(model, layer)
+    given, (name, layer) = layer, find_layer(model, layer)
     stages, sizes = _stage_chain(model, layer, name, x)
     j = max(range(len(stages)), key=lambda i: (min(min(sizes[i] or (0,)), MIN_SIDE), i))
     pick = layer if j == len(stages) - 1 else stages[j]
-    if pick is layer: return whole or layer, None
+    if pick is layer: return whole or given, None
     if whole is not None: name = find_layer(model, whole)[0]
     at, (h, w), last, pname = 'x'.join(map(str, x.shape[-2:])), sizes[j], sizes[-1], find_layer(model, pick)[0]
     return pick, (f"layer {pname!r}, not {name!r}: at {at} inputs {name!r} gives {'x'.join(map(str, last or ('no',)))} "
                   f"maps, fewer than {MIN_SIDE} a side; {pname!r} is the deepest stage with {h}x{w}")
 
-def _cnn_default(m:nn.Module, x:Tensor|None)->nn.Module:
-    "A `vision_learner` CNN's default layer: its body, or without a batch to size it, the body"
-    return m[0] if x is None or not isinstance(m[0], nn.Sequential) else finest_stage(m, m[0][-1], x, m[0])[0]
-
 def _cnn_candidates(m:nn.Module, x:Tensor|None)->list:
     "The default layer and the stage next to it: the one after (coarser), or where the default is the body, before"
-    body, default = m[0], _cnn_default(m, x)
+    body, default = m[0], body_layer(m, x)
     if not isinstance(body, nn.Sequential) or len(body) < 2: return [body]
     stages = list(body.children())
     j = len(stages) - 1 if default is body else next(i for i, s in enumerate(stages) if s is default)
     k = j - 1 if j == len(stages) - 1 else j + 1
     return [default, body if k == len(stages) - 1 else stages[k]]
 
-def _located(model:nn.Module, x:Tensor|None)->nn.Module:
-    "The layer `locate_layer` finds in a dry forward of `x`, or a finer stage before it (`finest_stage`)"
+def _located(model:nn.Module, x:Tensor|None)->str:
+    "The layer `locate_layer` finds in a dry forward of `x`"
     if x is None:
         raise ValueError(f"This {type(model).__name__} is not a model whose layer fastcam knows (a vision_learner, "
                          f"unet_learner or text classifier, a timm ViT): finding it takes a batch, body_layer(model, xb); "
                          f"or pass layer= (a module, or a name from learn.model.named_modules())")
-    return finest_stage(model, locate_layer(model, x), x)[0]
+    return locate_layer(model, x)
 
 def _unet_blocks(m:nn.Module)->list:
     "The decoder blocks of a fastai `DynamicUnet`, from the coarsest"
@@ -146,8 +151,10 @@ MODEL_KINDS = ModelKinds(
               embedding=lambda m: m[0].module.encoder_dp, lengths=lambda m, x: (x != m[0].pad_idx).sum(1),
               chunked=lambda m: (m[0].module, m[0].bptt)),  # the encoder's recurrent module runs once per bptt tokens
     # The body's output, or where its maps are too coarse for the input's size, the deepest stage fine enough
-    ModelKind('body/head', _is_body_head, _cnn_default, candidates=_cnn_candidates),
-    ModelKind('any', lambda m: True, _located),  # the last layer before pooling, found in a dry forward
+    ModelKind('body/head', _is_body_head, lambda m, x: m[0], candidates=_cnn_candidates,
+              last_stage=lambda m, l: l[-1] if isinstance(l, nn.Sequential) and len(l) > 1 else None),
+    # the last layer before pooling, found in a dry forward, or a finer stage that runs into it
+    ModelKind('any', lambda m: True, _located, last_stage=lambda m, l: l),
 )
 
 def model_kind(model:nn.Module)->ModelKind:
@@ -155,20 +162,26 @@ def model_kind(model:nn.Module)->ModelKind:
     model = unwrap_model(model)
     return next(k for k in MODEL_KINDS if k.match(model))
 
+def _by_resolution(model:nn.Module, layer:nn.Module|str, x:Tensor|None)->tuple:
+    "`layer`, or a finer stage of it for inputs like `x` (`finest_stage`), and why (`None` where it is `layer`)"
+    stage = None if x is None or model_kind(model).last_stage is None else model_kind(model).last_stage(model, layer)
+    if stage is None: return layer, None
+    return finest_stage(model, stage, x, whole=None if stage is layer else layer)
+
 def body_layer(model:nn.Module, # The model
-               x:Tensor|None=None, # A batch of inputs, needed only for a model of kind `'any'`
+               x:Tensor|None=None, # A batch of inputs, needed for a model of kind `'any'` and to size a CNN's maps
+               pooled:bool=False, # The layer the head pools, never a finer stage (what plain CAM needs)
               )->nn.Module|str:
     """The layer hooked by default: the body `model[0]` of a CNN (at inputs where its maps are under `MIN_SIDE` a side,
     its deepest stage that is not: `finest_stage`) or text classifier, a U-Net's last decoder block, a timm ViT's last
     block norm; for any other model, the last layer before pooling (`locate_layer` on `x`, then `finest_stage`)"""
-    return model_kind(model).default_layer(model, x)
+    layer = model_kind(model).default_layer(model, x)
+    return layer if pooled else _by_resolution(model, layer, x)[0]
 
 def default_reason(model:nn.Module, x:Tensor|None=None)->str|None:
-    "Why the default layer at inputs like `x` is a finer stage than the architecture's (`finest_stage`); else `None`"
-    name = model_kind(model).name
-    if x is None or name not in ('body/head', 'any'): return None
-    if name == 'any': return finest_stage(model, locate_layer(model, x), x)[1]
-    return finest_stage(model, model[0][-1], x, model[0])[1] if isinstance(model[0], nn.Sequential) else None
+    "Why the default layer at inputs like `x` is a finer stage than the one the head pools (`finest_stage`); else `None`"
+    return _by_resolution(model, model_kind(model).default_layer(model, x), x)[1]
+
 
 # %% ../nbs/09_kinds.ipynb #2d6b8f04
 def _labels(yb, what='labels'):

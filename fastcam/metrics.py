@@ -380,7 +380,12 @@ def _randomise(module:nn.Module, seed:int):
 def _copy(model:nn.Module)->nn.Module:
     """A deep copy of `model`, or a `ValueError` that says why there is none. The copy keeps the model's own hooks
     (a fastai U-Net's decoder reads its encoder's features through them), each now on the copy"""
-    try: return deepcopy(unwrap_model(model))
+    model = unwrap_model(model)
+    # a tensor that a forward with grad left on a module (AWD-LSTM's dropped weights) has a graph, which deepcopy
+    # refuses: it is copied detached (the next forward recomputes it)
+    memo = {id(v): v.detach().clone() for m in model.modules() for v in vars(m).values()
+            if isinstance(v, Tensor) and v.grad_fn is not None}
+    try: return deepcopy(model, memo)
     except Exception as e:
         raise ValueError(f"The randomisation check changes a deep copy of the model, and this {type(model).__name__} "
                          f"cannot be copied ({type(e).__name__}: {e}): give it no attributes that deepcopy refuses "

@@ -49,7 +49,7 @@ def cam_report(self:CAMInterpretation,
     verdict and rank, best first. Every score explains the learner kind's `top` class of the prediction, so none
     needs labels: items of a `test_dl` without labels are measured alike"""
     kind, cheap = self.model_kind, methods is None
-    if cheap: methods = [m for m in methods_for(kind) if one_pass(m)] + [self.cam.method_used]
+    if cheap: methods = [m for m in CHEAP_METHODS if m in methods_for(kind)] + [self.cam.method_used]
     elif isinstance(methods, str) and methods == 'all': methods = methods_for(kind)
     methods = list(dict.fromkeys(get_method(m).name for m in L(methods)))
     baseline_input(torch.zeros(1, 1, 2, 2), baseline)  # fail early on a bad baseline

@@ -165,3 +165,51 @@ def test_a_unet_copy_keeps_its_own_hooks():
         c = _copy(m)
         m(x2)  # the original's hooks now hold x2's features
         torch.testing.assert_close(c(x1), want)
+
+def test_one_pass_maps_equal_a_hand_hook(learned):
+    "layer_maps' Grad-CAM and HiResCAM of two target sets, from one forward, equal a hand-written hook + autograd.grad"
+    from fastcam.hooks import layer_maps
+    model = learned.model.eval()
+    x = torch.cat([b[0] for b in learned.dls.test_dl(learned.dls.valid.items[:4])]).as_subclass(Tensor)
+    t, other = torch.tensor([0, 1, 0, 1]), torch.tensor([1, 0, 1, 0])
+    calls = []
+    h = model.register_forward_hook(lambda m, i, o: calls.append(1))
+    try: got = layer_maps(model, x, '0.6', [t, other], ['gradcam', 'hirescam'])
+    finally: h.remove()
+    assert len(calls) == 1
+    for j, c in enumerate((t, other)):
+        acts = []
+        hh = model[0][6].register_forward_hook(lambda m, i, o: acts.append(o))
+        with torch.enable_grad(): out = model(x)
+        hh.remove()
+        g, = torch.autograd.grad(out.gather(1, c[:, None]).sum(), acts[0])
+        a = acts[0].detach()
+        torch.testing.assert_close(got[j]['gradcam'], (g.mean((2, 3), keepdim=True) * a).sum(1).relu(), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(got[j]['hirescam'], (g * a).sum(1).relu(), atol=1e-5, rtol=1e-4)
+    assert no_hooks(model)
+
+def test_cam_report_sets(learned, monkeypatch):
+    "No methods=: CHEAP_METHODS at the interpretation's layer and the kind's candidates, and its own method; 'all': all"
+    import fastcam.trust as trust
+    from fastcam.kinds import methods_for, model_kind
+    seen = []
+    monkeypatch.setattr(trust, 'measure_cams', lambda learn, x, cands, *a, **k: seen.append(cands) or 'table')
+    interp = CAMInterpretation.from_learner(learned, layer='0.6', method='layercam')
+    interp.cam_report(max_items=2)
+    xb = learned.dls.test_dl(learned.dls.valid.items[:1]).one_batch()[0]
+    layers = ['0.6', *[n for n, m in learned.model.named_modules() if any(m is c for c in
+                                                                        model_kind(learned.model).candidates(learned.model, xb))]]
+    assert {(m, l) for m, l, _ in seen[0]} == {(m, l) for m in choose.CHEAP_METHODS for l in layers}
+    interp.cam_report(methods='all', max_items=2)
+    assert [m for m, l, _ in seen[1]] == methods_for(model_kind(learned.model)) and {l for _, l, _ in seen[1]} == {'0.6'}
+
+def test_sanity_checks_passes_counted(learned):
+    "One forward per batch for the plain pass, then per layer one for the maps (both targets) and one per block randomised"
+    from fastcam.metrics import cascade_blocks
+    interp = CAMInterpretation.from_learner(learned, layer='0.6')
+    calls = []
+    h = learned.model.register_forward_hook(lambda m, i, o: calls.append(1))
+    try: df = interp.sanity_checks(methods=['gradcam', 'hirescam', 'layercam'], layers=['0.6', '0.7'], n=5, batch_size=4)
+    finally: h.remove()
+    B, L = len(cascade_blocks(learned.model)), 2
+    assert len(df) == 6 and len(calls) == 2 * (1 + L * (1 + B))  # ⌈5/4⌉ = 2 batches

@@ -149,3 +149,13 @@ def test_a_model_that_cannot_be_copied():
 def test_cascade_blocks_of_a_fastai_model(learned):
     names = cascade_blocks(learned.model)
     assert names[0] == '1.8' and names[-1] == '0.0' and '0.4.1' in names  # head's last Linear first, stem conv last
+
+def test_imputation_at_224_equals_pytorch_grad_cam():
+    "The direct solve at the size ROAD is benchmarked at: the same imputation as the authors' code, to 1e-4"
+    import pytorch_grad_cam.metrics.road as road_mod
+    torch.manual_seed(1)
+    x = torch.rand(1, 3, 224, 224)
+    cam = upsample_maps(torch.rand(1, 7, 7), (224, 224))
+    removed = cam >= torch.quantile(cam.flatten(1), 0.5, dim=1)[:, None, None]
+    ref = road_mod.NoisyLinearImputer(noise=0)(x[0], (~removed[0]).float())
+    torch.testing.assert_close(noisy_linear_impute(x, removed, noise=0)[0], ref, atol=1e-4, rtol=0)

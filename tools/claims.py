@@ -47,7 +47,17 @@ def methods_table(root:Path=ROOT)->str:
     if missing: raise ValueError(f"tests/peer_ticks.py names methods that benchmarks/methods.json lacks: {missing}")
     return '\n'.join(L + [''] + [f"{i}. {n}." for i, n in enumerate(notes, 1)])
 
-CLAIMS = {'methods_table': methods_table}
+def defaults_table(root:Path=ROOT)->str:
+    "The table of defaults that 14_trust renders, from the notebooks' measurement files"
+    spec = importlib.util.spec_from_file_location('measurements', Path(__file__).parent/'measurements.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod.defaults_table(Path(root)/'nbs'/'measurements')
+
+def min_side(root:Path=ROOT)->str:
+    "`fastcam.kinds.MIN_SIDE`, the measured threshold of a CNN's default layer, as the library holds it"
+    return re.search(r"^MIN_SIDE = (\d+)", (Path(root)/'fastcam'/'kinds.py').read_text(), re.M)[1]
+
+CLAIMS = {'methods_table': methods_table, 'defaults_table': defaults_table, 'min_side': min_side}
 
 def fill(md:str, root:Path=ROOT)->str:
     "`md` with each `{{ name }}` replaced by its rendered claim"

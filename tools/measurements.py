@@ -27,24 +27,34 @@ def spread(xs:list)->str:
     "Mean (min–max) of several models' values, or the one value"
     return f"{xs[0]:.2f}" if len(xs) == 1 else f"{statistics.mean(xs):.2f} ({min(xs):.2f}–{max(xs):.2f})"
 
+def _layer(name:str)->str:
+    "A CNN layer's dotted name as a reader indexes it: `'0.4'` is `model[0][4]`"
+    return 'model' + ''.join(f'[{k}]' for k in name.split('.'))
+
 def defaults_table(folder:Path=HERE)->str:
-    "The table of defaults: each learner kind's default, its pointing game and deletion AUC, from the files measured"
-    pets, shapes = recorded('pets_seeds', folder), recorded('shapes_one_model', folder)
-    unets, text = recorded('unet_seeds', folder), recorded('text_one_model', folder)
-    rows = [('single-label CNN (pets)', '`gradcam` @ `model[0]`', pets, 'default_pointing', 'default_deletion',
-             '14_trust'),
-            ('multi-label CNN (shapes)', '`gradcam` @ `model[0]`', shapes, 'multilabel_pointing',
-             'multilabel_deletion', '21_shapes'),
-            ('segmentation U-Net (shapes)', '`gradcam` @ last decoder block', unets, 'last_decoder_block',
-             'deletion_auc', '21_shapes'),
-            ('regression CNN (shapes)', '`gradcam` @ `model[0]`', shapes, 'regression_pointing',
-             'regression_deletion', '21_shapes'),
-            ('text AWD-LSTM (reviews)', '`intgrad` over the embedding', text, 'pointing_game', 'deletion_auc',
-             '22_text')]
-    L = ["| learner kind | default method @ layer | pointing game | deletion AUC | models | notebook (commit) |",
-         "|---|---|---|---|---|---|"]
-    for kind, default, rec, point, dele, nb in rows:
-        runs = rec['data'] if isinstance(rec['data'], list) else [rec['data']]
-        L.append(f"| {kind} | {default} | {spread([r[point] for r in runs])} | {spread([r[dele] for r in runs])} | "
-                 f"{len(runs)} | `{nb}` (`{rec['commit']}`) |")
+    """The table of defaults: each learner kind's default at each size measured, its pointing game and deletion AUC
+    (mean and range over the models), from the files measured"""
+    pets, shapes, text = (recorded(n, folder) for n in ('pets_sizes', 'shapes_sizes', 'text_seeds'))
+    groups = {}  # (kind, size) -> (runs, file record, notebook)
+    for r in pets['data']:
+        if r['default']: groups.setdefault(('single-label CNN (pets)', r['size']), ([], pets, '14_trust'))[0].append(r)
+    names = {'multi-label': 'multi-label CNN (shapes)', 'regression': 'regression CNN (shapes)',
+             'segmentation': 'segmentation U-Net (shapes)'}
+    for r in shapes['data']: groups.setdefault((names[r['kind']], r['size']), ([], shapes, '21_shapes'))[0].append(r)
+    L = ["| learner kind | size | default method @ layer (maps) | pointing game | deletion AUC | models | notebook (commit) |",
+         "|---|---|---|---|---|---|---|"]
+    kinds = ['single-label CNN (pets)', names['multi-label'], names['segmentation'], names['regression']]
+    for kind in kinds:
+        for (k, size), (runs, rec, nb) in sorted(groups.items(), key=lambda g: g[0][1]):
+            if k != kind: continue
+            layers = sorted({r['layer'] for r in runs})
+            where = 'last decoder block' if 'U-Net' in kind else ', '.join(f"`{_layer(l)}`" for l in layers)
+            sides = sorted({r['side'] for r in runs})
+            L.append(f"| {kind} | {size} px | `gradcam` @ {where} ({'/'.join(f'{s}x{s}' for s in sides)}) | "
+                     f"{spread([r['pointing_game'] for r in runs])} | {spread([r['deletion_auc'] for r in runs])} | "
+                     f"{len(runs)} | `{nb}` (`{rec['commit']}`) |")
+    runs = text['data']
+    L.append(f"| text AWD-LSTM (reviews) | any length | `intgrad` over the embedding | "
+             f"{spread([r['pointing_game'] for r in runs])} | {spread([r['deletion_auc'] for r in runs])} | "
+             f"{len(runs)} | `22_text` (`{text['commit']}`) |")
     return '\n'.join(L)
