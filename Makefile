@@ -40,7 +40,7 @@ nbtest: venv
 # several trained models, which nbtest skips) included; cells flagged `pets`, which need the real PETS download, keep
 # theirs
 notebooks: venv
-	$(NBTEST) --flags slow
+	$(NBTEST) --flags slow --cell-timeout 3000  # (a slow cell trains several models: more than the 600 s default)
 	$(BIN)/nbdev-clean
 
 # The docs site, from the notebooks' stored outputs: _site/index.html (open it from disk, or serve _site/)

@@ -178,8 +178,7 @@ def measure_cams(learn, # The learner whose model is measured (not changed)
             checks = sanity_rows(net, lambda net, t: maps_of(net, t)[0], res[0], t, n_classes, seed, size, threshold,
                                  other_maps=res[1] if other is not None else None)
             for m in methods: rows[m, name].update(checks[m][0])
-    if kind.takes_tokens: curves = [torch.stack([token_curves(net, x, got[k], t, mode, steps, act=act) for mode in MODES])
-                                    for k in got]
+    if kind.takes_tokens: curves = token_curves_of(net, x, list(got.values()), t, MODES, steps, act=act)
     else: curves = curves_of(net, x, list(got.values()), t, MODES, steps, baseline, batch_size, act, probs)
     for (k, maps), c in zip(got.items(), curves):
         row = rows[k]

@@ -94,11 +94,13 @@ def finest_stage(model:nn.Module, # The model
                  x:Tensor, # A batch of inputs (one item is run)
                  whole:nn.Module|None=None, # The module whose last stage `layer` is (a CNN's body), named in its place
                 )->tuple[nn.Module, str|None]:
-    """The deepest of `layer` and the stages that run into it whose maps are at least `MIN_SIDE` a side (where none
-    is, the deepest of the largest maps); and why not `layer`, in one sentence (else `None`)"""
+    """The deepest of `layer` and the stages that run into it (modules of several layers, such as a resnet's `layer1`
+    to `layer4`) whose maps are at least `MIN_SIDE` a side (where none is, the deepest of the largest maps); and why
+    not `layer`, in one sentence (else `None`)"""
     given, (name, layer) = layer, find_layer(model, layer)
     stages, sizes = _stage_chain(model, layer, name, x)
-    j = max(range(len(stages)), key=lambda i: (min(min(sizes[i] or (0,)), MIN_SIDE), i))
+    blocks = [i for i, st in enumerate(stages) if next(st.children(), None) is not None or i == len(stages) - 1]
+    j = max(blocks, key=lambda i: (min(min(sizes[i] or (0,)), MIN_SIDE), i))  # (stages of layers: not a stem's conv)
     pick = layer if j == len(stages) - 1 else stages[j]
     if pick is layer: return whole or given, None
     if whole is not None: name = find_layer(model, whole)[0]

@@ -14,10 +14,10 @@ from .core import *
 
 # %% auto #0
 __all__ = ['BASELINES', 'MODES', 'ROAD_ORDERS', 'pointing_game', 'energy_pointing_game', 'baseline_input', 'softmax_probs',
-           'curves_of', 'perturbation_curves', 'curve_auc', 'deletion_auc', 'insertion_auc', 'token_curves',
-           'token_pointing_game', 'confidence_changes', 'average_drop', 'increase_in_confidence', 'noisy_linear_impute',
-           'road', 'sparseness', 'relevance_mass', 'relevance_rank', 'rank_correlation', 'ssim', 'cascade_blocks',
-           'model_randomisation', 'other_classes', 'random_logit']
+           'curves_of', 'perturbation_curves', 'curve_auc', 'deletion_auc', 'insertion_auc', 'token_curves_of',
+           'token_curves', 'token_pointing_game', 'confidence_changes', 'average_drop', 'increase_in_confidence',
+           'noisy_linear_impute', 'road', 'sparseness', 'relevance_mass', 'relevance_rank', 'rank_correlation', 'ssim',
+           'cascade_blocks', 'model_randomisation', 'other_classes', 'random_logit']
 
 # %% ../nbs/07_metrics.ipynb #48c10675
 def _at_input(maps, size): return upsample_maps(maps.detach().float(), size)
@@ -154,6 +154,36 @@ def insertion_auc(model:nn.Module, x:Tensor, maps:Tensor, target='pred', steps:i
     return curve_auc(perturbation_curves(model, x, maps, target, 'insertion', steps, baseline, batch_size, act))
 
 # %% ../nbs/07_metrics.ipynb #7d1e0c02
+def token_curves_of(model:nn.Module, # A model taking token ids `(bs, L)`
+                    x:list, # One text per item: token ids `(L_i,)`
+                    maps:list, # Several maps of the texts (several methods): each one map per text, over its tokens
+                    target:Tensor, # The class explained per item, `(n,)`
+                    modes:tuple=MODES, # Some of `MODES`
+                    steps:int=20, # Number of steps from no token to all
+                    fill:int=0, # What a removed token becomes (a text vocab's `xxunk` is 0)
+                    act:Callable|None=None, # Model output -> `(n, c)` class probabilities; `None`: softmax of the logits
+                   )->Tensor:
+    """The curves of every map in every mode, `(len(maps), len(modes), n, steps+1)`: one forward per text, of all its
+    perturbed copies at once"""
+    for mode in modes:
+        if mode not in MODES: raise ValueError(f"mode must be 'deletion' or 'insertion', not {mode!r}")
+    if not all(len(x) == len(m) == len(target) for m in maps):
+        raise ValueError(f"Got {len(x)} texts, {[len(m) for m in maps]} maps and {len(target)} targets: give one of each "
+                         f"per item")
+    act, res = act or (lambda o: softmax_probs(first_output(o))), torch.empty(len(maps), len(modes), len(x), steps + 1)
+    with inference_state(model), torch.no_grad():
+        for i, (xi, ti) in enumerate(zip(x, target.tolist())):
+            copies, blank = [], torch.full_like(xi, fill)
+            for m in maps:
+                if len(m[i]) != len(xi): raise ValueError(f"A map of {len(m[i])} scores for {len(xi)} tokens: one per token")
+                order = m[i].to(xi.device).argsort(descending=True, stable=True)
+                rank = torch.empty_like(order).scatter_(0, order, torch.arange(len(xi), device=xi.device))
+                gone = rank[None] < torch.linspace(0, len(xi), steps + 1, device=xi.device).round()[:, None]
+                copies += [torch.where(gone, blank, xi) if mode == 'deletion' else torch.where(gone, xi, blank)
+                           for mode in modes]
+            res[:, :, i] = act(model(torch.cat(copies)))[:, ti].view(len(maps), len(modes), steps + 1).cpu()
+    return res
+
 def token_curves(model:nn.Module, # A model taking token ids `(bs, L)`
                  x:list, # One text per item: token ids `(L_i,)`
                  maps:list, # One map per text, over its tokens
@@ -164,19 +194,7 @@ def token_curves(model:nn.Module, # A model taking token ids `(bs, L)`
                  act:Callable|None=None, # Model output -> `(n, c)` class probabilities; `None`: softmax of the logits
                 )->Tensor:
     "Class probability after each of `steps` deletions (insertions) of tokens in order of map value: `(n, steps+1)`"
-    if mode not in ('deletion', 'insertion'): raise ValueError(f"mode must be 'deletion' or 'insertion', not {mode!r}")
-    if not len(x) == len(maps) == len(target):
-        raise ValueError(f"Got {len(x)} texts, {len(maps)} maps and {len(target)} targets: give one of each per item")
-    act, res = act or (lambda o: softmax_probs(first_output(o))), []
-    with inference_state(model), torch.no_grad():
-        for xi, mi, ti in zip(x, maps, target.tolist()):
-            if len(mi) != len(xi): raise ValueError(f"A map of {len(mi)} scores for {len(xi)} tokens: one per token")
-            order = mi.to(xi.device).argsort(descending=True, stable=True)
-            rank = torch.empty_like(order).scatter_(0, order, torch.arange(len(xi), device=xi.device))
-            gone = rank[None] < torch.linspace(0, len(xi), steps + 1, device=xi.device).round()[:, None]
-            kept, cut = (xi, torch.full_like(xi, fill)) if mode == 'deletion' else (torch.full_like(xi, fill), xi)
-            res.append(act(model(torch.where(gone, cut, kept)))[:, ti])
-    return torch.stack(res)
+    return token_curves_of(model, x, [maps], target, (mode,), steps, fill, act)[0, 0]
 
 def token_pointing_game(maps:list, # One map per text, over its tokens
                         tokens:list, # The tokens of each text (strings)

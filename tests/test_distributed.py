@@ -76,7 +76,8 @@ def test_learn_cam_aligned_with_fastai_predictions(runs):
     "On every rank, one map per item, in the order of fastai's own predictions; equal to the single-process maps"
     single, ranks, _ = runs
     s = single['get_preds']
-    assert s['maps'].shape == (11, 2, 2) and s['maps'].flatten(1).amax(1).gt(0).sum() > 5  # not blank (untrained)
+    # (64 px: the default is the stage with 16x16 maps, `MIN_SIDE`; the body's would be 2x2)
+    assert s['maps'].shape == (11, 16, 16) and s['maps'].flatten(1).amax(1).gt(0).sum() > 5  # not blank (untrained)
     for rank, r in enumerate(ranks):
         g = r['get_preds']
         assert g['untouched'], f"rank {rank}: predictions, targets or losses differ from a pass without CAMCallback"
@@ -130,6 +131,6 @@ def test_script_with_an_exported_learner_and_new_images(pets_path, tmp_path):
                                               cpu=True)
     assert torch.load(tmp_path/'c.pt', weights_only=False)['items'] == res['items'] == [str(o) for o in
                                                                                         get_image_files(new)]
-    assert res['targs'] is None and res['losses'] is None and res['maps'].shape == (5, 2, 2)
+    assert res['targs'] is None and res['losses'] is None and res['maps'].shape == (5, 16, 16)  # 64 px: model[0][4]
     ref = load_learner(tmp_path/'model.pkl').get_preds(dl=learn.dls.test_dl(get_image_files(new)))[0]
     close(res['preds'], ref, 'preds')
