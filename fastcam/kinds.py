@@ -78,14 +78,19 @@ def _stage_chain(model:nn.Module, layer:nn.Module, name:str, x:Tensor)->tuple[li
         got = {}
         def keep(j): return lambda m, i, o: None if j in got else got.update({j: (i, o)})  # (a hook's result replaces o)
         handles = [k.register_forward_hook(keep(j)) for j, k in enumerate(kids[:end + 1])]
+        xi = x[:1]
         try:
-            with inference_state(model), torch.no_grad(): model(x[:1])
+            with inference_state(model), torch.no_grad(): model(xi)
         finally:
             for h in handles: h.remove()
         first = end
         while first - 1 in got and first in got and len(got[first][0]) and got[first][0][0] is got[first - 1][1]: first -= 1
-        size = lambda o: tuple(o.shape[2:4]) if isinstance(o, Tensor) and o.ndim == 4 else None
-        sized[name, tuple(x.shape[1:])] = first, [size(got[j][1]) if j in got else None for j in range(first, end + 1)]
+        def size(j):  # (h, w) in the layout the maps take (`auto_layout`: a Swin's stages are channels-last)
+            i, o = got.get(j, ((), None))
+            if not isinstance(o, Tensor) or o.ndim != 4 or (len(i) and i[0] is xi): return None  # (a stem: the input's)
+            return tuple(o.shape[1:3] if auto_layout(model, find_layer(model, kids[j])[0], o) is channels_last
+                         else o.shape[2:4])
+        sized[name, tuple(x.shape[1:])] = first, [size(j) for j in range(first, end + 1)]
     first, sizes = sized[name, tuple(x.shape[1:])]
     return kids[first:end + 1], sizes
 
@@ -95,7 +100,7 @@ def finest_stage(model:nn.Module, # The model
                  whole:nn.Module|None=None, # The module whose last stage `layer` is (a CNN's body), named in its place
                 )->tuple[nn.Module, str|None]:
     """The deepest of `layer` and the stages that run into it (modules of several layers, such as a resnet's `layer1`
-    to `layer4`) whose maps are at least `MIN_SIDE` a side (where none is, the deepest of the largest maps); and why
+    to `layer4`, not a stem that the input itself feeds) whose maps are at least `MIN_SIDE` a side (where none is, the deepest of the largest maps); and why
     not `layer`, in one sentence (else `None`)"""
     given, (name, layer) = layer, find_layer(model, layer)
     stages, sizes = _stage_chain(model, layer, name, x)
