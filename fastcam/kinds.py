@@ -63,7 +63,7 @@ def why_fastai_fails(m:nn.Module)->str|None:
             f"Learner(dls, timm.create_model(arch, num_classes=dls.c)), whose own head pools them, and fastcam folds "
             f"its stages with no reshape=")
 
-MIN_SIDE = 14  # A CNN's default layer is its deepest stage whose maps are at least this many positions a side (14_trust)
+MIN_SIDE = 16  # A CNN's default layer is its deepest stage whose maps are at least this many positions a side (14_trust)
 
 _SIZED = weakref.WeakKeyDictionary()  # model -> {(layer name, input shape): (first stage, map sizes)}
 

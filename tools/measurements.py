@@ -31,30 +31,42 @@ def _layer(name:str)->str:
     "A CNN layer's dotted name as a reader indexes it: `'0.4'` is `model[0][4]`"
     return 'model' + ''.join(f'[{k}]' for k in name.split('.'))
 
-def defaults_table(folder:Path=HERE)->str:
+def rule_stage(runs:list, min_side:int)->dict:
+    "Of one model's measured stages, the one a CNN's default takes: the deepest with maps at least `min_side` a side"
+    fine = [r for r in runs if r['side'] >= min_side]
+    return min(fine, key=lambda r: r['side']) if fine else max(runs, key=lambda r: r['side'])
+
+def defaults_table(folder:Path=HERE,
+                   min_side:int=16, # `fastcam.kinds.MIN_SIDE`: the stage a CNN's default takes at each size
+                  )->str:
     """The table of defaults: each learner kind's default at each size measured, its pointing game and deletion AUC
     (mean and range over the models), from the files measured"""
-    pets, shapes, text = (recorded(n, folder) for n in ('pets_sizes', 'shapes_sizes', 'text_seeds'))
-    groups = {}  # (kind, size) -> (runs, file record, notebook)
-    for r in pets['data']:
-        if r['default']: groups.setdefault(('single-label CNN (pets)', r['size']), ([], pets, '14_trust'))[0].append(r)
-    names = {'multi-label': 'multi-label CNN (shapes)', 'regression': 'regression CNN (shapes)',
-             'segmentation': 'segmentation U-Net (shapes)'}
-    for r in shapes['data']: groups.setdefault((names[r['kind']], r['size']), ([], shapes, '21_shapes'))[0].append(r)
+    pets, shapes, unets, text = (recorded(n, folder) for n in ('pets_sizes', 'shapes_sizes', 'unet_seeds', 'text_seeds'))
+    rows = []  # (kind, size, default, runs, pointing key, file record, notebook)
+    models = {}  # pets: (size, seed) -> the stages measured
+    for r in pets['data']: models.setdefault((r['size'], r['seed']), []).append(r)
+    for size in sorted({s for s, _ in models}):
+        runs = [rule_stage(v, min_side) for (s, _), v in sorted(models.items()) if s == size]
+        rows.append(('single-label CNN (pets)', size, _stages(runs), runs, 'pointing_game', pets, '14_trust'))
+    for kind, name in (('multi-label', 'multi-label CNN (shapes)'), ('regression', 'regression CNN (shapes)')):
+        for size in sorted({r['size'] for r in shapes['data'] if r['kind'] == kind}):
+            runs = [r for r in shapes['data'] if r['kind'] == kind and r['size'] == size]
+            rows.append((name, size, _stages(runs), runs, 'pointing_game', shapes, '21_shapes'))
+    rows.insert(len(rows) - sum(r[0].startswith('regression') for r in rows),  # (the U-Net before the regression)
+                ('segmentation U-Net (shapes)', 64, '`gradcam` @ last decoder block', unets['data'],
+                 'last_decoder_block', unets, '21_shapes'))
     L = ["| learner kind | size | default method @ layer (maps) | pointing game | deletion AUC | models | notebook (commit) |",
          "|---|---|---|---|---|---|---|"]
-    kinds = ['single-label CNN (pets)', names['multi-label'], names['segmentation'], names['regression']]
-    for kind in kinds:
-        for (k, size), (runs, rec, nb) in sorted(groups.items(), key=lambda g: g[0][1]):
-            if k != kind: continue
-            layers = sorted({r['layer'] for r in runs})
-            where = 'last decoder block' if 'U-Net' in kind else ', '.join(f"`{_layer(l)}`" for l in layers)
-            sides = sorted({r['side'] for r in runs})
-            L.append(f"| {kind} | {size} px | `gradcam` @ {where} ({'/'.join(f'{s}x{s}' for s in sides)}) | "
-                     f"{spread([r['pointing_game'] for r in runs])} | {spread([r['deletion_auc'] for r in runs])} | "
-                     f"{len(runs)} | `{nb}` (`{rec['commit']}`) |")
+    for kind, size, default, runs, point, rec, nb in rows:
+        L.append(f"| {kind} | {size} px | {default} | {spread([r[point] for r in runs])} | "
+                 f"{spread([r['deletion_auc'] for r in runs])} | {len(runs)} | `{nb}` (`{rec['commit']}`) |")
     runs = text['data']
     L.append(f"| text AWD-LSTM (reviews) | any length | `intgrad` over the embedding | "
              f"{spread([r['pointing_game'] for r in runs])} | {spread([r['deletion_auc'] for r in runs])} | "
              f"{len(runs)} | `22_text` (`{text['commit']}`) |")
     return '\n'.join(L)
+
+def _stages(runs:list)->str:
+    "The default method and the stages the CNN's default took on these models, with their maps' sides"
+    return ('`gradcam` @ ' + ', '.join(f"`{_layer(l)}`" for l in sorted({r['layer'] for r in runs}))
+            + f" ({'/'.join(f'{s}x{s}' for s in sorted({r['side'] for r in runs}))})")
