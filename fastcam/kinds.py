@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 # %% auto #0
-__all__ = ['MIN_SIDE', 'MODEL_KINDS', 'TASK_KINDS', 'ModelKind', 'why_fastai_fails', 'finest_stage', 'ModelKinds', 'model_kind',
+__all__ = ['MIN_SIDE', 'MODEL_KINDS', 'TASK_KINDS', 'ModelKind', 'finest_stage', 'why_fastai_fails', 'ModelKinds', 'model_kind',
            'body_layer', 'default_reason', 'mask_codes', 'class_vocab', 'TaskKind', 'TaskKinds', 'task_kind',
            'class_probs', 'methods_for', 'check_method']
 
@@ -43,26 +43,7 @@ class ModelKind:
         "Whether the model takes padded token sequences: then each item's map is over its own tokens, a list per item"
         return self.lengths is not None
 
-# %% ../nbs/09_kinds.ipynb #9b3e51d7
-def _vit_norms(model:nn.Module)->list:
-    "The first norm of each block of the ViT inside `model` (`VIT_ZOOS`)"
-    zoo, vit = find_vit(model)
-    return [zoo.norm(b) for b in zoo.blocks(vit)]
-
-def _is_body_head(m:nn.Module)->bool:
-    "A fastai `vision_learner` model: a body, then a head that starts by pooling (`create_head`, `cam_head`)"
-    return (isinstance(m, nn.Sequential) and len(m) == 2 and isinstance(m[1], nn.Sequential) and len(m[1]) > 0
-            and 'Pool' in type(m[1][0]).__name__)
-
-def why_fastai_fails(m:nn.Module)->str|None:
-    "Why fastai's own forward of `m` fails, for a model that fastai builds but cannot run (`vision_learner` on a Swin)"
-    body = getattr(m[0], 'model', None) if _is_body_head(m) else None
-    if str(getattr(body, 'output_fmt', 'NCHW')).upper() != 'NHWC': return None
-    return (f"fastai's vision_learner puts a channels-first head (pooling over dim 1) on {type(body).__name__}, whose "
-            f"features are channels-last (NHWC), so its forward fails with or without fastcam: build the learner as "
-            f"Learner(dls, timm.create_model(arch, num_classes=dls.c)), whose own head pools them, and fastcam folds "
-            f"its stages with no reshape=")
-
+# %% ../nbs/09_kinds.ipynb #9b3e51d0
 MIN_SIDE = 16  # A CNN's default layer is its deepest stage whose maps are at least this many positions a side (14_trust)
 
 _SIZED = weakref.WeakKeyDictionary()  # model -> {(layer name, input shape): (first stage, map sizes)}
@@ -122,6 +103,27 @@ def _cnn_candidates(m:nn.Module, x:Tensor|None)->list:
     k = j - 1 if j == len(stages) - 1 else j + 1
     return [default, body if k == len(stages) - 1 else stages[k]]
 
+
+# %% ../nbs/09_kinds.ipynb #9b3e51d7
+def _vit_norms(model:nn.Module)->list:
+    "The first norm of each block of the ViT inside `model` (`VIT_ZOOS`)"
+    zoo, vit = find_vit(model)
+    return [zoo.norm(b) for b in zoo.blocks(vit)]
+
+def _is_body_head(m:nn.Module)->bool:
+    "A fastai `vision_learner` model: a body, then a head that starts by pooling (`create_head`, `cam_head`)"
+    return (isinstance(m, nn.Sequential) and len(m) == 2 and isinstance(m[1], nn.Sequential) and len(m[1]) > 0
+            and 'Pool' in type(m[1][0]).__name__)
+
+def why_fastai_fails(m:nn.Module)->str|None:
+    "Why fastai's own forward of `m` fails, for a model that fastai builds but cannot run (`vision_learner` on a Swin)"
+    body = getattr(m[0], 'model', None) if _is_body_head(m) else None
+    if str(getattr(body, 'output_fmt', 'NCHW')).upper() != 'NHWC': return None
+    return (f"fastai's vision_learner puts a channels-first head (pooling over dim 1) on {type(body).__name__}, whose "
+            f"features are channels-last (NHWC), so its forward fails with or without fastcam: build the learner as "
+            f"Learner(dls, timm.create_model(arch, num_classes=dls.c)), whose own head pools them, and fastcam folds "
+            f"its stages with no reshape=")
+
 def _located(model:nn.Module, x:Tensor|None)->str:
     "The layer `locate_layer` finds in a dry forward of `x`"
     if x is None:
@@ -169,6 +171,8 @@ def model_kind(model:nn.Module)->ModelKind:
     model = unwrap_model(model)
     return next(k for k in MODEL_KINDS if k.match(model))
 
+
+# %% ../nbs/09_kinds.ipynb #9b3e51d8
 def _by_resolution(model:nn.Module, layer:nn.Module|str, x:Tensor|None)->tuple:
     "`layer`, or a finer stage of it for inputs like `x` (`finest_stage`), and why (`None` where it is `layer`)"
     stage = None if x is None or model_kind(model).last_stage is None else model_kind(model).last_stage(model, layer)

@@ -446,6 +446,8 @@ def model_randomisation(model:nn.Module, # The trained model (not changed)
         rho.append(r); ss.append(s)
     return blocks, _stacked(rho), _stacked(ss)
 
+
+# %% ../nbs/07_metrics.ipynb #7c2d0b08
 def other_classes(target:Tensor, # The class explained per item, `(n,)`
                   n_classes:int, # How many classes the model scores
                   seed:int=0, # Seed of the draw
@@ -465,3 +467,4 @@ def random_logit(model:nn.Module, maps_of:Callable, target:Tensor,
     if n_classes < 2: raise ValueError("The random-logit check needs a model that scores at least two classes")
     if other_maps is None: other_maps = maps_of(model, other_classes(target, n_classes, seed))
     return _similarity(maps_of(model, target) if maps is None else maps, other_maps, size)
+

@@ -76,8 +76,9 @@ def test_learn_cam_aligned_with_fastai_predictions(runs):
     "On every rank, one map per item, in the order of fastai's own predictions; equal to the single-process maps"
     single, ranks, _ = runs
     s = single['get_preds']
-    # (64 px: the default is the stage with 16x16 maps, `MIN_SIDE`; the body's would be 2x2)
-    assert s['maps'].shape == (11, 16, 16) and s['maps'].flatten(1).amax(1).gt(0).sum() > 5  # not blank (untrained)
+    # (64 px: the default is the stage with 16x16 maps, `MIN_SIDE`; the body's would be 2x2. Untrained, most of its
+    # Grad-CAM maps are zero after the ReLU: a few are not, so the comparisons below are not of blanks only)
+    assert s['maps'].shape == (11, 16, 16) and s['maps'].flatten(1).amax(1).gt(0).sum() >= 3
     for rank, r in enumerate(ranks):
         g = r['get_preds']
         assert g['untouched'], f"rank {rank}: predictions, targets or losses differ from a pass without CAMCallback"
@@ -100,7 +101,8 @@ def test_readme_command_writes_one_file_on_rank_0(runs):
     "The README's torchrun command: `torch.load` of the file rank 0 wrote gives what one process computes"
     _, _, out = runs
     got, ref = (torch.load(out/name, weights_only=False) for name in ('cams.pt', 'single_cams.pt'))
-    assert got['layer'] == '0' and got['vocab'] == [False, True] and len(got['maps']) == len(ref['items']) == 100
+    assert got['layer'] == '0.4' and got['vocab'] == [False, True]  # (64 px: the default is the stage with 16x16 maps)
+    assert len(got['maps']) == len(ref['items']) == 100
     for k, v in ref.items():
         if k == 'items': v, got[k] = [Path(o).name for o in v], [Path(o).name for o in got[k]]
         close(got[k], v, f"file {k}")
