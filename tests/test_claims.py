@@ -92,10 +92,11 @@ def stored_markdown(nb, cell_id):
 def test_defaults_table_is_rendered(tmp_path):
     "14_trust's table of defaults, as stored, is what the notebooks' measurement files render; a changed value is not"
     nb, folder = ROOT/'nbs'/'14_trust.ipynb', ROOT/'nbs'/'measurements'
-    assert stored_markdown(nb, 'b749c028') == measurements.defaults_table(folder)
+    from fastcam.kinds import MIN_SIDE
+    assert stored_markdown(nb, 'b749c028') == measurements.defaults_table(MIN_SIDE, folder)
     copy = copy_tree(tmp_path, 'nbs/measurements')/'nbs'/'measurements'
     changed(copy/'unet_seeds.json', lambda ps: [p for p in ps if p[-1] == 'last_decoder_block'][0])
-    assert measurements.defaults_table(copy) != measurements.defaults_table(folder)
+    assert measurements.defaults_table(MIN_SIDE, copy) != measurements.defaults_table(MIN_SIDE, folder)
 
 def test_each_tick_names_a_collected_test():
     "Each test that tests/peer_ticks.py names exists (conftest checks that it constructs the peer's class)"

@@ -51,7 +51,7 @@ def defaults_table(root:Path=ROOT)->str:
     "The table of defaults that 14_trust renders, from the notebooks' measurement files"
     spec = importlib.util.spec_from_file_location('measurements', Path(__file__).parent/'measurements.py')
     mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    return mod.defaults_table(Path(root)/'nbs'/'measurements', int(min_side(root)))
+    return mod.defaults_table(int(min_side(root)), Path(root)/'nbs'/'measurements')
 
 def min_side(root:Path=ROOT)->str:
     "`fastcam.kinds.MIN_SIDE`, the measured threshold of a CNN's default layer, as the library holds it"

@@ -36,9 +36,8 @@ def rule_stage(runs:list, min_side:int)->dict:
     fine = [r for r in runs if r['side'] >= min_side]
     return min(fine, key=lambda r: r['side']) if fine else max(runs, key=lambda r: r['side'])
 
-def defaults_table(folder:Path=HERE,
-                   min_side:int=16, # `fastcam.kinds.MIN_SIDE`: the stage a CNN's default takes at each size
-                  )->str:
+def defaults_table(min_side:int, # `fastcam.kinds.MIN_SIDE`: the stage a CNN's default takes at each size
+                   folder:Path=HERE)->str:
     """The table of defaults: each learner kind's default at each size measured, its pointing game and deletion AUC
     (mean and range over the models), from the files measured"""
     pets, shapes, unets, text = (recorded(n, folder) for n in ('pets_sizes', 'shapes_sizes', 'unet_seeds', 'text_seeds'))
