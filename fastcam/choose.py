@@ -56,9 +56,11 @@ def maps_function(kind, x, methods:list, layer:str, reshape, batch_size:int)->Ca
         return of_images
     def one(net, xi, tis):  # one text at a time, so no padding
         xi, tis = xi[None], [ti[None] for ti in tis]
-        if shared: return [{m: v[0].cpu() for m, v in d.items()} for d in layer_maps(net, xi, layer, tis, methods, reshape)]
+        if shared:
+            return [{m: v[0].cpu() for m, v in d.items()} for d in layer_maps(net, xi, layer, tis, methods, reshape)]
         if rec.kind == 'token':
-            return [{rec.name: rec.token_maps(net, xi, kind.embedding(net), ti, kind.lengths(net, xi))[0].cpu()} for ti in tis]
+            emb, n = kind.embedding(net), kind.lengths(net, xi)
+            return [{rec.name: rec.token_maps(net, xi, emb, ti, n)[0].cpu()} for ti in tis]
         return [{rec.name: cam_maps(net, xi, layer, ti, rec.name, 1, reshape)[0].cpu()} for ti in tis]
     def of_texts(net, *ts):
         parts = [one(net, xi, tis) for xi, *tis in zip(x, *ts)]
@@ -95,13 +97,13 @@ def top_classes(task, outs:list)->Tensor:
     "The one class per item that the learner kind explains, from the outputs of `plain_outputs`"
     return torch.cat([task.top(first_output(o)) for o in outs])
 
-def sanity_rows(net, maps_of, maps:dict, t, n_classes:int, seed:int, size, threshold:float, cascade:bool=False,
-                other_maps:dict|None=None)->dict:
-    """`{method: (its sanity columns, the mean Spearman correlation per step of the randomisation)}` of the methods of
-    `maps`, which `maps_of(model, t) -> {method: maps}` makes in one pass (`other_maps`: those of `other_classes`)"""
-    blocks, rho, ss = model_randomisation(net, maps_of, t, seed, size, cascade=cascade, maps=maps)
+def sanity_rows(net, maps_of, res:list, t, n_classes:int, seed:int, size, threshold:float, cascade:bool=False)->dict:
+    """`{method: (its sanity columns, the mean Spearman correlation per step of the randomisation)}` of the methods that
+    `maps_of(model, t, *others) -> [{method: maps}]` made in one pass: `res`, for `t` (and for `other_classes`)"""
+    one, maps = (lambda net, t: maps_of(net, t)[0]), res[0]
+    blocks, rho, ss = model_randomisation(net, one, t, seed, size, cascade=cascade, maps=maps)
     nan = {m: torch.full((len(t),), float('nan')) for m in maps}
-    rl, rls = (random_logit(net, maps_of, t, n_classes, seed, size, maps=maps, other_maps=other_maps) if n_classes > 1
+    rl, rls = (random_logit(net, one, t, n_classes, seed, size, maps=maps, other_maps=res[1]) if n_classes > 1
                else (nan, nan))
     res = {}
     for m in maps:
@@ -164,19 +166,18 @@ def measure_cams(learn, # The learner whose model is measured (not changed)
     t = top_classes(task, outs)
     probs = torch.cat([act(o) for o in outs]).gather(1, t[:, None])[:, 0]  # the explained class's, on the inputs
     n_classes, size = act(outs[0]).shape[1], None if kind.takes_tokens else tuple(x.shape[-2:])
-    other = other_classes(t, n_classes, seed) if sanity and n_classes > 1 else None
+    targets = [t, other_classes(t, n_classes, seed)] if sanity and n_classes > 1 else [t]  # (a random other class each)
     tokens = None if words is None else [[learn.dls.vocab[0][int(i)] for i in xi] for xi in x]
     rows, got = {c[:2]: dict(method=c[0], layer=c[1]) for c in candidates}, {}
     for methods, name, reshape in progress_bar(candidate_groups(candidates), leave=False):
         maps_of = maps_function(kind, x, methods, name, reshape, batch_size)
-        try: res, sec = _timed(lambda: maps_of(net, t) if other is None else maps_of(net, t, other))
+        try: res, sec = _timed(lambda: maps_of(net, *targets))
         except ValueError as e:  # a head that plain CAM cannot use: say so in the table
             if not get_method(methods[0]).head_weights: raise
             rows[methods[0], name]['verdict'] = 'not applicable: ' + str(e).split(', but ')[-1].split('. ')[0]; continue
         for m in methods: got[m, name] = res[0][m]; rows[m, name]['cost'] = sec / plain
         if sanity:
-            checks = sanity_rows(net, lambda net, t: maps_of(net, t)[0], res[0], t, n_classes, seed, size, threshold,
-                                 other_maps=res[1] if other is not None else None)
+            checks = sanity_rows(net, maps_of, res, t, n_classes, seed, size, threshold)
             for m in methods: rows[m, name].update(checks[m][0])
     if kind.takes_tokens: curves = token_curves_of(net, x, list(got.values()), t, MODES, steps, act=act)
     else: curves = curves_of(net, x, list(got.values()), t, MODES, steps, baseline, batch_size, act, probs)

@@ -482,7 +482,7 @@ def cam_maps(model:nn.Module, # A classifier `(bs, n_classes)`, or a dense model
 
 # %% ../nbs/06_hooks.ipynb #b8b436e1
 def one_pass(method:str)->bool:
-    "Whether `method`'s maps come from a layer's activation and its plain class gradient only (so `layer_maps` shares them)"
+    "Whether `method`'s maps come from a layer's activation and its plain class gradient only (`layer_maps` shares them)"
     rec = get_method(method)
     return rec.kind == 'layer' and not (rec.reruns or rec.head_weights or rec.hvp or rec.score is not None)
 

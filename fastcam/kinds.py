@@ -44,7 +44,7 @@ class ModelKind:
         return self.lengths is not None
 
 # %% ../nbs/09_kinds.ipynb #9b3e51d0
-MIN_SIDE = 16  # A CNN's default layer is its deepest stage whose maps are at least this many positions a side (14_trust)
+MIN_SIDE = 14  # A CNN's default layer is its deepest stage whose maps are at least this many positions a side (14_trust)
 
 _SIZED = weakref.WeakKeyDictionary()  # model -> {(layer name, input shape): (first stage, map sizes)}
 
@@ -65,7 +65,8 @@ def _stage_chain(model:nn.Module, layer:nn.Module, name:str, x:Tensor)->tuple[li
         finally:
             for h in handles: h.remove()
         first = end
-        while first - 1 in got and first in got and len(got[first][0]) and got[first][0][0] is got[first - 1][1]: first -= 1
+        fed = lambda j: j - 1 in got and j in got and len(got[j][0]) and got[j][0][0] is got[j - 1][1]  # by the one before
+        while fed(first): first -= 1
         def size(j):  # (h, w) in the layout the maps take (`auto_layout`: a Swin's stages are channels-last)
             i, o = got.get(j, ((), None))
             if not isinstance(o, Tensor) or o.ndim != 4 or (len(i) and i[0] is xi): return None  # (a stem: the input's)
@@ -81,8 +82,8 @@ def finest_stage(model:nn.Module, # The model
                  whole:nn.Module|None=None, # The module whose last stage `layer` is (a CNN's body), named in its place
                 )->tuple[nn.Module, str|None]:
     """The deepest of `layer` and the stages that run into it (modules of several layers, such as a resnet's `layer1`
-    to `layer4`, not a stem that the input itself feeds) whose maps are at least `MIN_SIDE` a side (where none is, the deepest of the largest maps); and why
-    not `layer`, in one sentence (else `None`)"""
+    to `layer4`, not a stem that the input itself feeds) whose maps are at least `MIN_SIDE` a side (where none is, the
+    deepest of the largest maps); and why not `layer`, in one sentence (else `None`)"""
     given, (name, layer) = layer, find_layer(model, layer)
     stages, sizes = _stage_chain(model, layer, name, x)
     blocks = [i for i, st in enumerate(stages) if next(st.children(), None) is not None or i == len(stages) - 1]

@@ -70,7 +70,9 @@ def _probs_targets(model, x, target, batch_size=64, act=None, probs=None)->tuple
     if isinstance(target, str) and target == 'all': raise ValueError("Metrics explain one class per item, not 'all'")
     if probs is not None:
         if isinstance(target, str): t = torch.zeros(0)
-        else: t = torch.as_tensor(target, device=x.device).long().flatten().expand(len(x) if isinstance(target, int) else -1)
+        else:
+            t = torch.as_tensor(target, device=x.device).long().flatten()
+            t = t.expand(len(x) if isinstance(target, int) else -1)
         if isinstance(target, str) or len(t) != len(x) or len(probs) != len(x):
             raise ValueError(f"probs= are the class probabilities of target= on x, one per item: give {len(x)} of "
                              f"each, target as class indices (got target={target!r:.40}, {len(probs)} probs)")
@@ -168,8 +170,8 @@ def token_curves_of(model:nn.Module, # A model taking token ids `(bs, L)`
     for mode in modes:
         if mode not in MODES: raise ValueError(f"mode must be 'deletion' or 'insertion', not {mode!r}")
     if not all(len(x) == len(m) == len(target) for m in maps):
-        raise ValueError(f"Got {len(x)} texts, {[len(m) for m in maps]} maps and {len(target)} targets: give one of each "
-                         f"per item")
+        raise ValueError(f"Got {len(x)} texts, {[len(m) for m in maps]} maps and {len(target)} targets: give one of "
+                         f"each per item")
     act, res = act or (lambda o: softmax_probs(first_output(o))), torch.empty(len(maps), len(modes), len(x), steps + 1)
     with inference_state(model), torch.no_grad():
         for i, (xi, ti) in enumerate(zip(x, target.tolist())):

@@ -135,15 +135,13 @@ def sanity_checks(self:CAMInterpretation,
     outs, kind = plain_outputs(net, x, batch_size), self.model_kind
     t = top_classes(self.kind, outs)
     n_classes, size = class_probs(self.learn, outs[0]).shape[1], None if kind.takes_tokens else tuple(x.shape[-2:])
-    other = other_classes(t, n_classes, seed) if n_classes > 1 else None
+    targets = [t, other_classes(t, n_classes, seed)] if n_classes > 1 else [t]
     rows, self.sanity_curves = {}, {}
     cands = candidate_rows(net, methods, L(layers) or [_own_layer(self, x)],
                            layer_layouts(net, x, self.cam.layer_name, self.cam.reshape))
     for ms, name, reshape in candidate_groups(cands):
         maps_of = maps_function(kind, x, ms, name, reshape, batch_size)
-        res = maps_of(net, t) if other is None else maps_of(net, t, other)
-        checks = sanity_rows(net, lambda net, t: maps_of(net, t)[0], res[0], t, n_classes, seed, size, threshold,
-                             cascade=True, other_maps=res[1] if other is not None else None)
+        checks = sanity_rows(net, maps_of, maps_of(net, *targets), t, n_classes, seed, size, threshold, cascade=True)
         for m in ms:
             row, self.sanity_curves[m, name] = checks[m]
             rows[m, name] = dict(method=m, layer=name, **row)

@@ -47,13 +47,15 @@ def defaults_table(min_side:int, # `fastcam.kinds.MIN_SIDE`: the stage a CNN's d
     for size in sorted({s for s, _ in models}):
         runs = [rule_stage(v, min_side) for (s, _), v in sorted(models.items()) if s == size]
         rows.append(('single-label CNN (pets)', size, _stages(runs), runs, 'pointing_game', pets, '14_trust'))
-    for kind, name in (('multi-label', 'multi-label CNN (shapes)'), ('regression', 'regression CNN (shapes)')):
+    decoder = '`gradcam` @ last decoder block'
+    for kind, name in (('multi-label', 'multi-label CNN (shapes)'), ('segmentation', 'segmentation U-Net (shapes)'),
+                       ('regression', 'regression CNN (shapes)')):
+        if kind == 'segmentation':  # at 64 px: the U-Nets that 21_shapes compares at the encoder and the decoder
+            rows.append((name, 64, decoder, unets['data'], 'last_decoder_block', unets, '21_shapes'))
         for size in sorted({r['size'] for r in shapes['data'] if r['kind'] == kind}):
             runs = [r for r in shapes['data'] if r['kind'] == kind and r['size'] == size]
-            rows.append((name, size, _stages(runs), runs, 'pointing_game', shapes, '21_shapes'))
-    rows.insert(len(rows) - sum(r[0].startswith('regression') for r in rows),  # (the U-Net before the regression)
-                ('segmentation U-Net (shapes)', 64, '`gradcam` @ last decoder block', unets['data'],
-                 'last_decoder_block', unets, '21_shapes'))
+            default = _stages(runs, decoder if kind == 'segmentation' else None)
+            rows.append((name, size, default, runs, 'pointing_game', shapes, '21_shapes'))
     L = ["| learner kind | size | default method @ layer (maps) | pointing game | deletion AUC | models | notebook (commit) |",
          "|---|---|---|---|---|---|---|"]
     for kind, size, default, runs, point, rec, nb in rows:
@@ -65,7 +67,7 @@ def defaults_table(min_side:int, # `fastcam.kinds.MIN_SIDE`: the stage a CNN's d
              f"{len(runs)} | `22_text` (`{text['commit']}`) |")
     return '\n'.join(L)
 
-def _stages(runs:list)->str:
-    "The default method and the stages the CNN's default took on these models, with their maps' sides"
-    return ('`gradcam` @ ' + ', '.join(f"`{_layer(l)}`" for l in sorted({r['layer'] for r in runs}))
-            + f" ({'/'.join(f'{s}x{s}' for s in sorted({r['side'] for r in runs}))})")
+def _stages(runs:list, name:str|None=None)->str:
+    "The default method and the stages the default took on these models (or its `name`), with their maps' sides"
+    where = name or '`gradcam` @ ' + ', '.join(f"`{_layer(l)}`" for l in sorted({r['layer'] for r in runs}))
+    return where + f" ({'/'.join(f'{s}x{s}' for s in sorted({r['side'] for r in runs}))})"
