@@ -18,6 +18,10 @@ def copy_tree(tmp_path, *parts):
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
     return tmp_path
 
+# what the README's claims are rendered from
+README_SOURCES = ('README.md', 'nbs/index.ipynb', 'benchmarks/methods.json', 'tests/peer_ticks.py', 'fastcam/kinds.py',
+                  'nbs/measurements')
+
 def numbers(o, path=()):
     "Every number stored in a measurement, with its path"
     if isinstance(o, bool): return
@@ -43,7 +47,7 @@ def test_readme_is_rendered():
 @pytest.mark.parametrize('which', ['first', 'last'])
 def test_readme_check_fails_on_a_changed_measurement(tmp_path, which):
     "Any one cost of the method table, changed in methods.json: the README no longer matches, in one line"
-    root = copy_tree(tmp_path, 'README.md', 'nbs/index.ipynb', 'benchmarks/methods.json', 'tests/peer_ticks.py')
+    root = copy_tree(tmp_path, *README_SOURCES)
     assert make_readme.check(root) is None
     costs = lambda paths: [p for p in paths if len(p) > 2 and (p[-2] == 'fastcam' or p[0] == 'text') and p[-1] == 1]
     changed(root/'benchmarks'/'methods.json', lambda ps: costs(ps)[0 if which == 'first' else -1])
@@ -51,7 +55,7 @@ def test_readme_check_fails_on_a_changed_measurement(tmp_path, which):
     assert msg and msg.startswith('ERROR: README.md differs') and '\n' not in msg
 
 def test_readme_check_fails_on_a_changed_tick(tmp_path):
-    root = copy_tree(tmp_path, 'README.md', 'nbs/index.ipynb', 'benchmarks/methods.json', 'tests/peer_ticks.py')
+    root = copy_tree(tmp_path, *README_SOURCES)
     t = root/'tests'/'peer_ticks.py'
     t.write_text(t.read_text().replace("('legrad', TC): tc('LeGrad', 'test_attention.py::test_legrad_equals_torchcam')",
                                        "('legrad', TC): tc('LeGrad', 'test_attention.py::test_another')"))
