@@ -172,7 +172,7 @@ def verdict_learners(smoke:bool)->dict:
     n, size = (16, 64) if smoke else (64, 128)
     res = dict(pets=fastai_learner(n, size, 16))
     if not smoke:  # (a smoke run checks the two paths, images and texts, not every kind)
-        shapes = Path(tempfile.mkdtemp()); synth_shapes(shapes, n=n, size=64, seed=SEED)
+        shapes = Path(tempfile.mkdtemp()); synth_shapes(shapes, n=n * 5 // 4, size=64, seed=SEED)  # (n/4 valid)
         set_seed(SEED); res['U-Net'] = unet_learner(shapes_dls(shapes, 'segmentation', bs=8), resnet34, pretrained=False)
         pets = synth_pets(tempfile.mkdtemp(), n=n, size=64, seed=SEED)
         vdls = ImageDataLoaders.from_name_func(pets, get_image_files(pets), valid_pct=0.5, seed=21, label_func=is_cat,
