@@ -115,36 +115,55 @@ def only_strategies(smoke=False, out='benchmarks/RESULTS.md'):
     Path(out).write_text(render_results(v))
 
 def counted(f, net):
-    """Run `f` once, counting the model's passes: each forward of `net` (or of a copy, which inherits the hook) with its
-    input and whether it recorded a graph, and the backwards (`torch.autograd.grad` calls)"""
-    calls, backs, real = [], [0], torch.autograd.grad
+    """Run `f` once, counting the model's passes: each forward of `net` (or of a copy, which inherits the hooks) with
+    its input, and the backwards (`torch.autograd.grad` calls) taken on its graph, each named by where it starts: the
+    module that took the differentiated tensor as its input (`None`: no module did)"""
+    calls, real = [], torch.autograd.grad
     first = lambda o: o[0] if isinstance(o, (tuple, list)) else o
-    h = net.register_forward_hook(lambda m, i, o: calls.append((i[0], first(o).requires_grad)))
-    def counting(*a, **k): backs[0] += 1; return real(*a, **k)
+    names, fed = {}, {}  # this forward's modules -> names, and each module input's id -> (the tensor, its module)
+    def start(m, i):
+        names.clear(); names.update({id(mod): n for n, mod in m.named_modules()}); fed.clear()
+    def feed(m, i):
+        for a in i:
+            if isinstance(a, torch.Tensor) and id(a) not in fed and id(m) in names: fed[id(a)] = a, names[id(m)]
+    h = [net.register_forward_pre_hook(start),
+         net.register_forward_hook(lambda m, i, o: calls.append((i[0], first(o).requires_grad, []))),
+         torch.nn.modules.module.register_module_forward_pre_hook(feed)]
+    def counting(outputs, inputs, *a, **k):
+        t = first(inputs) if isinstance(inputs, (tuple, list)) else inputs
+        got = fed.get(id(t))
+        calls[-1][2].append(got[1] if got is not None and got[0] is t else None)
+        return real(outputs, inputs, *a, **k)
     torch.autograd.grad = counting
     try: f()
-    finally: h.remove(); torch.autograd.grad = real
-    return calls, backs[0]
+    finally:
+        for x in h: x.remove()
+        torch.autograd.grad = real
+    return calls
 
-def bare(net, layer, calls, backs):
-    """The counted passes run bare: each forward on its own input, those that recorded a graph from `layer` (the model
-    kind's default) on, with the counted backwards spread over them, each of one output's sum"""
+def bare(net, layer, calls):
+    """The counted passes run bare: each forward on its own input, with a graph where one was recorded, from the module
+    its first backward starts at on (from `layer`'s output, the model kind's default, if no module took the tensor),
+    and its backwards, each of one output's sum"""
     first = lambda o: o[0] if isinstance(o, (tuple, list)) else o
-    def leaf(m, i, o):
-        a = first(o).detach().requires_grad_(); torch.set_grad_enabled(True); got.append(a)
-        return (a, *o[1:]) if isinstance(o, tuple) else a
-    n_graph = max(sum(g for _, g in calls), 1)
-    per = [backs // n_graph + (j < backs % n_graph) for j in range(n_graph)]
+    mods = dict(net.named_modules())
+    def leaf(a):
+        a = a.detach().requires_grad_(); torch.set_grad_enabled(True); got.append(a)
+        return a
+    from_input = lambda m, i: (leaf(i[0]), *i[1:])
+    def from_output(m, i, o): return (leaf(o[0]), *o[1:]) if isinstance(o, tuple) else leaf(o)
     def run():
-        j = 0
         with torch.no_grad():
-            for x, graph in calls:
+            for x, graph, starts in calls:
                 if not graph: net(x); continue
-                got.clear(); h = layer.register_forward_hook(leaf)
+                got.clear()
+                h = (layer.register_forward_hook(from_output) if not starts or starts[0] is None
+                     else mods[starts[0]].register_forward_pre_hook(from_input))
                 try: out = first(net(x))
                 finally: h.remove()
-                for k in range(per[j]): torch.autograd.grad(out.flatten(1)[:, 0].sum(), got[0], retain_graph=k < per[j] - 1)
-                torch.set_grad_enabled(False); j += 1
+                for k in range(len(starts)):
+                    torch.autograd.grad(out.flatten(1)[:, 0].sum(), got[0], retain_graph=k < len(starts) - 1)
+                torch.set_grad_enabled(False)
     got = []
     return run
 
@@ -153,16 +172,16 @@ def verdict_row(f, learn, items, repeats):
     turn `repeats` times: (min, median, max) of `f` over the others' medians); and those passes"""
     net = learn.model.eval()
     dl = learn.dls.test_dl(items)
-    calls, backs = counted(f, net)
+    calls = counted(f, net)
     layer = find_layer(net, body_layer(net, dl.one_batch()[0]))[1]
-    fns = dict(f=f, preds=lambda: learn.get_preds(dl=dl), floor=bare(net, layer, calls, backs))
+    fns = dict(f=f, preds=lambda: learn.get_preds(dl=dl), floor=bare(net, layer, calls))
     ts = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
             t = time.perf_counter(); fn(); ts[k].append(time.perf_counter() - t)
     ratio = lambda k: (min(ts['f']) / statistics.median(ts[k]), statistics.median(ts['f']) / statistics.median(ts[k]),
                        max(ts['f']) / statistics.median(ts[k]))
-    return dict(preds=ratio('preds'), floor=ratio('floor'), forwards=len(calls), backwards=backs)
+    return dict(preds=ratio('preds'), floor=ratio('floor'), forwards=len(calls), backwards=sum(len(c[2]) for c in calls))
 
 def verdict_learners(smoke:bool)->dict:
     "A learner of each kind `choose_cam` is measured on (random weights: the passes, not the choice, are timed)"

@@ -88,8 +88,8 @@ def verdicts_section(v:dict)->list[str]:
     L = ["", "## The cost of a verdict", "",
          f"`choose_cam` (what `'auto'` runs, on {d['n']} validation items) on a learner of each kind, and "
          "`sanity_checks` of three one-pass methods: each ÷ a plain `get_preds` of the same items, and ÷ its own "
-         "passes run bare (every forward it made, counted by a hook on the model, on its own input, with a graph from "
-         "the kind's default layer where it had one, and its backwards), with the passes counted.", "",
+         "passes run bare (every forward it made, counted by a hook on the model, on its own input, with a graph where "
+         "it had one, from the module its backward starts at, and its backwards), with the passes counted.", "",
          "| what | forwards | backwards | ÷ `get_preds` | ÷ its passes run bare |", "|---|---|---|---|---|"]
     for what, row in d['rows'].items():
         goal = FLOOR_GOAL if what.startswith('choose_cam') else None
