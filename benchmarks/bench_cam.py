@@ -239,6 +239,31 @@ def measure_verdicts(smoke:bool)->dict:
     log('sanity', rows['sanity_checks (pets)'])
     return dict(rows=rows, n=n, road=road_row(smoke, 1 if smoke else 3))
 
+def measure_hf(smoke:bool, repeats:int)->dict:
+    """A small HF BERT (`small_hf_classifier`, random weights) in a fastai Learner on the synthetic reviews: each text
+    method inside `get_preds` ÷ a plain `get_preds` of the validation reviews"""
+    from fastcam.all import CAMCallback, synth_reviews, TOKEN_METHODS
+    from fastcam.hf import wordpiece_tokenizer, small_hf_classifier, hf_text_dls, hf_learner
+    df = synth_reviews(80 if smoke else 700, SEED)
+    tok = wordpiece_tokenizer(df.text)
+    learn = hf_learner(hf_text_dls(df.text, df.label, tok, bs=32, seed=SEED), small_hf_classifier('bert', tok, seed=SEED))
+    learn.remove_cb(ProgressCallback)
+    rows = {m: paired(lambda: learn.get_preds(cbs=CAMCallback(method=m)), learn.get_preds, repeats)
+            for m in (*TEXT_GRADIENT, *TOKEN_METHODS)}
+    return dict(n=len(learn.dls.valid_ds), rows=rows)
+
+def only_hf(smoke=False, out='benchmarks/RESULTS.md'):
+    "Measure the HF text rows again on their own, keeping the full run's other rows"
+    torch.set_num_threads(THREADS)
+    js = Path(out).with_name('results.json')
+    v = json.loads(js.read_text())
+    v['hf'] = measure_hf(smoke, 1 if smoke else 5)
+    v.setdefault('again', {})['the HF text rows'] = provenance(THREADS)
+    print('hf', {m: fmt(r) for m, r in v['hf']['rows'].items()}, flush=True)
+    if smoke: out = Path(tempfile.mkdtemp())/Path(out).name
+    Path(out).with_name('results.json').write_text(json.dumps(v, indent=1) + '\n')
+    Path(out).write_text(render_results(v))
+
 def only_verdicts(smoke=False, out='benchmarks/RESULTS.md'):
     "Measure the verdicts' rows again on their own, keeping the full run's other rows"
     torch.set_num_threads(THREADS)
@@ -363,6 +388,8 @@ def main(smoke=False, bs=16, mem_bs=64, size=224, repeats=5, out='benchmarks/RES
     # (the token methods, which re-run the model: in bench_methods.py, with every other method)
     text = {m: paired(lambda: tlearn.get_preds(cbs=CAMCallback(method=m)), tlearn.get_preds, repeats) for m in TEXT_GRADIENT}
     log('text', {m: fmt(r) for m, r in text.items()})
+    hf = measure_hf(smoke, repeats)
+    log('hf', {m: fmt(r) for m, r in hf['rows'].items()})
     if smoke: out = Path(tempfile.mkdtemp())/Path(out).name  # a smoke run renders too, never over the real files
     per = lambda d, libs: {lib: {layer: d[lib, layer] for layer in LAYERS} for lib in libs}
     v = dict(meta=provenance(THREADS), seed=SEED, repeats=repeats, bs=bs, mem_bs=mem_bs, size=size, base_ms=base_ms,
@@ -370,7 +397,7 @@ def main(smoke=False, bs=16, mem_bs=64, size=224, repeats=5, out='benchmarks/RES
              others=others, allr=allr, multi=multi, labels17=labels17.sum(1).float().mean().item(), n_items=n_items,
              fsize=fsize, n_valid=len(dl.dataset), dl_bs=dl.bs, cami=cami, peer=peer, pred=pred, n16=n16,
              sanity=sanity, report=report, n_auto=n_auto, auto=auto_r, strategies=strat, verdicts=verdicts, mon=mon, mon_n=mon_n, mon_epochs=mon_epochs,
-             n_text=len(tlearn.dls.valid_ds), text=text, seconds=time.time() - t0)
+             n_text=len(tlearn.dls.valid_ds), text=text, hf=hf, seconds=time.time() - t0)
     js = Path(out).with_name('results.json')
     js.write_text(json.dumps(v, indent=1) + '\n')
     Path(out).write_text(render_results(json.loads(js.read_text())))
@@ -384,7 +411,7 @@ if __name__ == '__main__':
     p.add_argument('--smoke', action='store_true', help='bs 2, one repeat, tiny images: checks the script runs')
     p.add_argument('--bs', type=int, default=16); p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--out', default='benchmarks/RESULTS.md')
-    p.add_argument('--only', choices=['strategies', 'verdicts'], help='measure these rows again, keeping the others')
+    p.add_argument('--only', choices=['strategies', 'verdicts', 'hf'], help='measure these rows again, keeping the others')
     a = p.parse_args()
-    if a.only: (only_strategies if a.only == 'strategies' else only_verdicts)(a.smoke, a.out)
+    if a.only: dict(strategies=only_strategies, verdicts=only_verdicts, hf=only_hf)[a.only](a.smoke, a.out)
     else: main(a.smoke, bs=a.bs, repeats=a.repeats, out=a.out)

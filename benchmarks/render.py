@@ -155,6 +155,13 @@ def render_results(v:dict)->str:
           "token methods, which re-run the model on each batch, are in [METHODS.md](METHODS.md).", "",
           "| method | time ÷ get_preds |", "|---|---|"]
     L += [f"| `{m}` | {fmt(r)} |" for m, r in v['text'].items()]
+    if 'hf' in v:
+        L += ["", "## Hugging Face text: each method inside `get_preds`", "",
+              f"A small BERT (`small_hf_classifier('bert', tok)`: two blocks, width 64, random weights) in a fastai "
+              f"`Learner` (`hf_learner`) on the {v['hf']['n']} validation reviews of `synth_reviews(700)`, tokenized "
+              "by `wordpiece_tokenizer`; time of `get_preds(cbs=CAMCallback(method=m))` ÷ a plain `get_preds`, the "
+              "gradient methods at the input embeddings.", "", "| method | time ÷ get_preds |", "|---|---|"]
+        L += [f"| `{m}` | {fmt(r)} |" for m, r in v['hf']['rows'].items()]
     L += ["", "## Other fastcam methods, `model[0]`", "", "| method | time ÷ forward |", "|---|---|"]
     L += [f"| `{m}` | {fmt(r)} |" for m, r in v['others'].items()]
     L += ["", f"Run time: {v['seconds']:.0f} s.", ""]

@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['CAM_PARAMS', 'METHOD_RNG', 'find_layer', 'unwrap_model', 'cam_head', 'cam_linear', 'inference_state', 'rng_preserved',
-           'resolve_targets', 'gt_masks', 'predicted_region', 'class_scores', 'take_items', 'normalize_maps',
-           'upsample_maps', 'channels_last', 'TokenGrid', 'token_grid', 'shared_docs', 'explains_several',
-           'explained_classes', 'per_class_maps', 'first_output', 'class_logits', 'method_noise', 'gaussian_blur']
+__all__ = ['CAM_PARAMS', 'METHOD_RNG', 'find_layer', 'unwrap_model', 'HFClassifier', 'cam_head', 'cam_linear', 'inference_state',
+           'rng_preserved', 'resolve_targets', 'gt_masks', 'predicted_region', 'class_scores', 'take_items',
+           'normalize_maps', 'upsample_maps', 'channels_last', 'TokenGrid', 'token_grid', 'shared_docs',
+           'explains_several', 'explained_classes', 'per_class_maps', 'first_output', 'class_logits', 'method_noise',
+           'gaussian_blur']
 
 # %% ../nbs/00_core.ipynb #7a87db1e
 def find_layer(model:nn.Module, # The model holding the layer
@@ -42,6 +43,20 @@ def unwrap_model(model:nn.Module)->nn.Module:
     "The model inside a `DistributedDataParallel` or `DataParallel` wrapper, else `model` itself"
     wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
     return model.module if isinstance(model, wrappers) else model
+
+# %% ../nbs/00_core.ipynb #hf0a0002
+class HFClassifier(nn.Module):
+    "An HF sequence or image classifier as fastai runs it: one tensor in (token ids or pixels), its logits out"
+    def __init__(self, hf:nn.Module, # The HF model: its forward takes `input_ids` (and `attention_mask`) or `pixel_values`
+                 pad_id:int|None=None, # Text: the padding token's id, masked out of attention; `None`: an image model
+                ):
+        super().__init__()
+        self.hf, self.pad_id = hf, pad_id
+
+    def forward(self, x:Tensor)->Tensor:
+        if self.pad_id is None: return self.hf(pixel_values=x).logits
+        return self.hf(input_ids=x, attention_mask=(x != self.pad_id).long()).logits
+
 
 # %% ../nbs/00_core.ipynb #2820a84f
 def cam_head(nf:int, # Number of channels of the body's output

@@ -143,7 +143,7 @@ def _is_text(m:nn.Module)->bool:
 
 class ModelKinds(NamedTuple):
     "The model kinds, tried in order: each also by name (`MODEL_KINDS.text`)"
-    vit:ModelKind; unet:ModelKind; text:ModelKind; body_head:ModelKind; any:ModelKind
+    vit:ModelKind; unet:ModelKind; hf_text:ModelKind; text:ModelKind; body_head:ModelKind; any:ModelKind
 
 # The text default is integrated gradients: the gradient maps over the encoder are cheap but measured not to find the
 # words on recurrent classifiers (the text notebook measures every method's pointing game).
@@ -157,6 +157,10 @@ MODEL_KINDS = ModelKinds(
     # A U-Net's last decoder block: measured (`21_shapes`) to point at the class's region where the encoder does not
     ModelKind('unet', lambda m: isinstance(m, DynamicUnet), lambda m, x: (_unet_blocks(m) or [m[0]])[-1],
               candidates=lambda m, x: [m[0], *_unet_blocks(m)]),
+    # An HF sequence classifier in a fastai Learner (`HFClassifier`): any architecture, through its input embeddings
+    ModelKind('hf text', lambda m: isinstance(m, HFClassifier) and m.pad_id is not None,
+              lambda m, x: m.hf.get_input_embeddings(), layout=channels_last, default_method='intgrad',
+              embedding=lambda m: m.hf.get_input_embeddings(), lengths=lambda m, x: (x != m.pad_id).sum(1)),
     ModelKind('text', _is_text, lambda m, x: m[0], layout=channels_last, default_method='intgrad',
               embedding=lambda m: m[0].module.encoder_dp, lengths=lambda m, x: (x != m[0].pad_idx).sum(1),
               chunked=lambda m: (m[0].module, m[0].bptt)),  # the encoder's recurrent module runs once per bptt tokens

@@ -12,7 +12,7 @@ from .core import *
 from .methods import *
 
 # %% auto #0
-__all__ = ['embedding_attributions', 'integrated_gradients', 'token_occlusion']
+__all__ = ['embedding_attributions', 'integrated_gradients', 'token_occlusion', 'word_maps']
 
 # %% ../nbs/05_tokens.ipynb #f76e2a3e
 def _scores_at(out, t):
@@ -112,3 +112,16 @@ register_method(replace=True, method=
     model, x, emb, t, torch.ones(8), torch.full((8,), 1 / 8), noise=0.15), family='tokens',
         cite="Smilkov et al., SmoothGrad: "
              "removing noise by adding noise, arXiv:1706.03825, 2017 (8 samples, noise 0.15 × the embedding's std, × embedding)"))
+
+# %% ../nbs/05_tokens.ipynb #f0a3d002
+def word_maps(maps:Tensor, # One text's map over its tokens `(L,)`, or one per class `(c, L)`
+              word_ids:list, # Per token, the index of its word (`None`: a special token, in no word)
+              n_words:int|None=None, # Number of words; `None`: the largest index + 1
+             )->Tensor:
+    "Each word's score, the sum of its tokens' scores: `(n_words,)` (or `(c, n_words)`), special tokens left out"
+    if len(word_ids) != maps.shape[-1]:
+        raise ValueError(f"A map of {maps.shape[-1]} scores for {len(word_ids)} word ids: give one per token")
+    keep = [i for i, w in enumerate(word_ids) if w is not None]
+    idx = torch.tensor([word_ids[i] for i in keep], dtype=torch.long, device=maps.device)
+    n = n_words if n_words is not None else int(idx.max()) + 1 if len(idx) else 0
+    return maps.new_zeros(*maps.shape[:-1], n).index_add_(-1, idx, maps[..., keep])

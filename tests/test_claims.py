@@ -134,3 +134,10 @@ def test_a_skipped_test_fails_the_run(tmp_path):
     r = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-rs', '-p', 'no:cacheprovider', 'test_skip.py'],
                        cwd=tmp_path, capture_output=True, text=True, env=env)
     assert r.returncode == 1 and 'no such thing here' in r.stdout and '1 test(s) skipped' in r.stdout, r.stdout[-1500:]
+
+def test_readme_check_fails_on_a_changed_hf_measurement(tmp_path):
+    "The HF pointing game the README states, changed in the notebook's measurement file: the README no longer matches"
+    root = copy_tree(tmp_path, *README_SOURCES)
+    assert make_readme.check(root) is None
+    changed(root/'nbs'/'measurements'/'hf_seeds.json', lambda ps: [p for p in ps if p[-1] == 'intgrad'][0])
+    assert make_readme.check(root)

@@ -47,17 +47,32 @@ def methods_table(root:Path=ROOT)->str:
     if missing: raise ValueError(f"tests/peer_ticks.py names methods that benchmarks/methods.json lacks: {missing}")
     return '\n'.join(L + [''] + [f"{i}. {n}." for i, n in enumerate(notes, 1)])
 
-def defaults_table(root:Path=ROOT)->str:
-    "The table of defaults that 14_trust renders, from the notebooks' measurement files"
+def _measurements():
+    "`tools/measurements.py`, loaded beside this file"
     spec = importlib.util.spec_from_file_location('measurements', Path(__file__).parent/'measurements.py')
     mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    return mod.defaults_table(int(min_side(root)), Path(root)/'nbs'/'measurements')
+    return mod
+
+def defaults_table(root:Path=ROOT)->str:
+    "The table of defaults that 14_trust renders, from the notebooks' measurement files"
+    return _measurements().defaults_table(int(min_side(root)), Path(root)/'nbs'/'measurements')
 
 def min_side(root:Path=ROOT)->str:
     "`fastcam.kinds.MIN_SIDE`, the measured threshold of a CNN's default layer, as the library holds it"
     return re.search(r"^MIN_SIDE = (\d+)", (Path(root)/'fastcam'/'kinds.py').read_text(), re.M)[1]
 
-CLAIMS = {'methods_table': methods_table, 'defaults_table': defaults_table, 'min_side': min_side}
+def hf_pointing(root:Path=ROOT)->str:
+    "The word-level text pointing game of each token method on the small BERTs that `23_hf` trains and measures"
+    mod = _measurements()
+    runs = mod.recorded('hf_seeds', Path(root)/'nbs'/'measurements')['data']
+    methods = [k for k in runs[0] if k not in ('seed', 'accuracy')]
+    return (f"on the synthetic reviews, {len(runs)} small BERTs trained here from scratch (validation accuracy "
+            f"{mod.spread([r['accuracy'] for r in runs])}) put their top word on the one that carries the label this "
+            f"often, by method (mean, and range): " + ', '.join(f"`{m}` {mod.spread([r[m] for r in runs])}"
+                                                           for m in methods) + '.')
+
+CLAIMS = {'methods_table': methods_table, 'defaults_table': defaults_table, 'min_side': min_side,
+          'hf_pointing': hf_pointing}
 
 def fill(md:str, root:Path=ROOT)->str:
     "`md` with each `{{ name }}` replaced by its rendered claim"

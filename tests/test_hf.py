@@ -1,0 +1,103 @@
+"""Hugging Face text classifiers in a fastai Learner (`fastcam.hf`): maps inside get_preds with predictions
+bit-identical, for a BERT-style and a DistilBERT-style model; integrated gradients against captum's
+LayerIntegratedGradients on the same embedding and baseline; word aggregation against a hand computation from the
+tokenizer's word ids; lifecycle and export; bad input."""
+import os, subprocess, sys
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+from types import SimpleNamespace
+import pytest, torch, torch.nn as nn
+from fastai.text.all import Tensor
+from fastcam.callback import CAMCallback
+from fastcam.interpret import CAMInterpretation
+from fastcam.data import synth_reviews
+from fastcam.hf import wordpiece_tokenizer, small_hf_classifier, hf_text_dls, hf_learner, HFTokenize
+from conftest import Boom, no_hooks
+
+@pytest.fixture(scope='module')
+def tok():
+    return wordpiece_tokenizer(synth_reviews(200, seed=3).text, vocab_size=60)  # small: words fall into pieces
+
+@pytest.fixture(scope='module', params=['bert', 'distilbert'])
+def learn(request, tok):
+    df = synth_reviews(120, seed=3)
+    learn = hf_learner(hf_text_dls(df.text, df.label, tok, bs=16, seed=0), small_hf_classifier(request.param, tok, seed=0))
+    learn.fit(1, 1e-3)
+    return learn
+
+def ids_of(learn, i): return learn.dls.valid_ds[i][0].as_subclass(Tensor)
+
+@pytest.mark.parametrize('method', ['intgrad', 'gradxinput', 'occlusion', 'smoothgrad', 'gradcam'])
+def test_maps_inside_get_preds(learn, method):
+    plain = learn.get_preds()
+    cb = CAMCallback(method=method)
+    preds, targs = learn.get_preds(cbs=cb)
+    assert torch.equal(preds, plain[0]) and torch.equal(targs, plain[1])
+    assert [len(m) for m in cb.maps] == [len(ids_of(learn, i)) for i in range(len(preds))]  # each over its own tokens
+    assert all(torch.isfinite(m).all() for m in cb.maps) and torch.equal(cb.targets, preds.argmax(1))
+    assert no_hooks(learn.model)
+
+def test_intgrad_equals_captum(learn):
+    from captum.attr import LayerIntegratedGradients
+    cb = CAMCallback()  # the kind's default
+    learn.get_preds(cbs=cb)
+    assert cb.method_used == 'intgrad'
+    hf, pad = learn.model.hf, learn.model.pad_id
+    emb = hf.get_input_embeddings()
+    assert not emb.weight[pad].any()  # the padding token's embedding is zero (padding_idx): the baseline of both
+    lig = LayerIntegratedGradients(lambda x: learn.model(x), emb)
+    for i in (0, 5):
+        ids = ids_of(learn, i)[None]
+        attr = lig.attribute(ids, torch.full_like(ids, pad), target=int(cb.targets[i]), n_steps=4,
+                             method='gausslegendre').sum(-1)[0]
+        torch.testing.assert_close(cb.maps[i], attr.detach().float(), rtol=1e-4, atol=1e-5)
+
+def test_words_summed_by_hand(learn, tok):
+    interp = CAMInterpretation.from_learner(learn)
+    words, wmaps = interp.word_cams([0, 1, 2])
+    maps = interp.item_cams([0, 1, 2])[0]
+    for i, (w, wm, m) in enumerate(zip(words, wmaps, maps)):
+        text = learn.dls.valid.items.iloc[i]['text']
+        enc = tok(text)
+        assert enc['input_ids'] == ids_of(learn, i).tolist()
+        by_hand = {}
+        for j, wid in enumerate(enc.word_ids()):
+            if wid is not None: by_hand[wid] = by_hand.get(wid, 0.) + float(m[j])
+        assert w == text.split()  # (the reviews' words are separated by spaces)
+        torch.testing.assert_close(wm, torch.tensor([by_hand[k] for k in range(len(w))]), rtol=1e-5, atol=1e-6)
+
+def test_subwords_are_pieces_of_words(tok):
+    "The tests' tokenizer cuts words into pieces, so that the aggregation above sums more than one token per word"
+    enc = tok(synth_reviews(5, seed=3).text[0])
+    assert len(enc['input_ids']) - 2 > len(set(w for w in enc.word_ids() if w is not None))
+
+def test_lifecycle_and_export(learn, tmp_path):
+    grads = [None if p.grad is None else p.grad.clone() for p in learn.model.parameters()]
+    learn.add_cb(CAMCallback(method='intgrad'))
+    try:
+        with pytest.raises(RuntimeError, match='boom'): learn.get_preds(cbs=Boom())
+        assert no_hooks(learn.model) and torch.is_grad_enabled()
+        learn.get_preds()
+        assert all((g is None and p.grad is None) or torch.equal(g, p.grad)
+                   for g, p in zip(grads, learn.model.parameters()))  # no parameter's .grad touched
+        learn.export(tmp_path/'hf.pkl')
+    finally: learn.remove_cb(CAMCallback)
+    assert (tmp_path/'hf.pkl').exists() and no_hooks(learn.model)
+
+def test_bad_input(tok):
+    df = synth_reviews(40, seed=3)
+    dls = hf_text_dls(df.text, df.label, tok)
+    class NoEmbeddings(nn.Module):
+        config = SimpleNamespace(num_labels=2)
+        def get_input_embeddings(self): raise NotImplementedError
+    with pytest.raises(ValueError, match='has no input embeddings'): hf_learner(dls, NoEmbeddings())
+    with pytest.raises(TypeError, match='gives no word ids'): HFTokenize(SimpleNamespace(is_fast=False, pad_token_id=0))
+    with pytest.raises(ValueError, match='has no padding token'): HFTokenize(SimpleNamespace(is_fast=True, pad_token_id=None))
+    with pytest.raises(ValueError, match='40 texts but 39 labels'): hf_text_dls(df.text, df.label[:39], tok)
+
+def test_transformers_stays_optional():
+    "`fastcam.all` (fastcam.hf included) imports neither transformers nor tokenizers until an HF function is called"
+    r = subprocess.run([sys.executable, '-c', "import sys, fastcam.all; "
+                        "print('transformers' in sys.modules, 'tokenizers' in sys.modules)"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ['False', 'False']
