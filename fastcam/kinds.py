@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 # %% auto #0
-__all__ = ['MIN_SIDE', 'MODEL_KINDS', 'TASK_KINDS', 'ModelKind', 'finest_stage', 'why_fastai_fails', 'ModelKinds', 'model_kind',
-           'body_layer', 'default_reason', 'mask_codes', 'class_vocab', 'TaskKind', 'TaskKinds', 'task_kind',
-           'class_probs', 'methods_for', 'check_method']
+__all__ = ['MIN_SIDE', 'HF_VISION', 'MODEL_KINDS', 'TASK_KINDS', 'ModelKind', 'finest_stage', 'why_fastai_fails', 'ModelKinds',
+           'model_kind', 'body_layer', 'default_reason', 'mask_codes', 'class_vocab', 'TaskKind', 'TaskKinds',
+           'task_kind', 'class_probs', 'methods_for', 'check_method']
 
 # %% ../nbs/09_kinds.ipynb #041a12e8
 @dataclass(frozen=True)
@@ -105,6 +105,24 @@ def _cnn_candidates(m:nn.Module, x:Tensor|None)->list:
     return [default, body if k == len(stages) - 1 else stages[k]]
 
 
+# %% ../nbs/09_kinds.ipynb #9b3e51d6
+# An HF image classifier (`HFClassifier` of a `*ForImageClassification`) by its config's `model_type`: the layer its maps
+# come from by default, and whether a finer stage takes over at small sizes as a CNN body's does. (HF ViTs: `VIT_ZOOS`.)
+HF_VISION = {
+    'convnext': (lambda hf: hf.convnext.encoder.stages[-1], True),  # the last stage, as a CNN body
+    'convnextv2': (lambda hf: hf.convnextv2.encoder.stages[-1], True),
+    'swin': (lambda hf: hf.swin.layernorm, False),  # the last stage's tokens, normalised, before pooling
+}
+
+def _hf_vision(m:nn.Module)->tuple|None:
+    "The row of `HF_VISION` of an HF image classifier in a fastai Learner, or `None`"
+    if not isinstance(m, HFClassifier) or m.pad_id is not None: return None
+    return HF_VISION.get(getattr(getattr(m.hf, 'config', None), 'model_type', None))
+
+def _square_tokens(o:Tensor)->Tensor:
+    "A channels-first map as it is; tokens `(bs, h*w, k)` with no prefix (Swin's) folded to a square `(bs, k, h, w)`"
+    return o if o.ndim == 4 else TokenGrid(0, (math.isqrt(o.shape[1]),) * 2)(o)
+
 # %% ../nbs/09_kinds.ipynb #9b3e51d7
 def _vit_norms(model:nn.Module)->list:
     "The first norm of each block of the ViT inside `model` (`VIT_ZOOS`)"
@@ -143,7 +161,8 @@ def _is_text(m:nn.Module)->bool:
 
 class ModelKinds(NamedTuple):
     "The model kinds, tried in order: each also by name (`MODEL_KINDS.text`)"
-    vit:ModelKind; unet:ModelKind; hf_text:ModelKind; text:ModelKind; body_head:ModelKind; any:ModelKind
+    vit:ModelKind; unet:ModelKind; hf_text:ModelKind; hf_vision:ModelKind; text:ModelKind; body_head:ModelKind
+    any:ModelKind
 
 # The text default is integrated gradients: the gradient maps over the encoder are cheap but measured not to find the
 # words on recurrent classifiers (the text notebook measures every method's pointing game).
@@ -161,6 +180,8 @@ MODEL_KINDS = ModelKinds(
     ModelKind('hf text', lambda m: isinstance(m, HFClassifier) and m.pad_id is not None,
               lambda m, x: m.hf.get_input_embeddings(), layout=channels_last, default_method='intgrad',
               embedding=lambda m: m.hf.get_input_embeddings(), lengths=lambda m, x: (x != m.pad_id).sum(1)),
+    ModelKind('hf vision', lambda m: _hf_vision(m) is not None, lambda m, x: _hf_vision(m)[0](m.hf),
+              layout=_square_tokens, last_stage=lambda m, l: l if _hf_vision(m)[1] else None),
     ModelKind('text', _is_text, lambda m, x: m[0], layout=channels_last, default_method='intgrad',
               embedding=lambda m: m[0].module.encoder_dp, lengths=lambda m, x: (x != m[0].pad_idx).sum(1),
               chunked=lambda m: (m[0].module, m[0].bptt)),  # the encoder's recurrent module runs once per bptt tokens

@@ -46,6 +46,19 @@ def _mha_probs(attn:nn.Module, args:tuple, kwargs:dict)->tuple[Tensor, Tensor]:
     v = F.linear(x, attn.in_proj_weight[2 * d:], b).unflatten(-1, (attn.num_heads, -1)).transpose(1, 2)
     return P, attn.out_proj((P @ v).transpose(1, 2).reshape(bs, n, d))
 
+def _hf_probs(attn:nn.Module, args:tuple, kwargs:dict)->tuple[Tensor, Tensor]:
+    "An HF ViT's attention (transformers ≥ 5: `q_proj`, `k_proj`, `v_proj`, `o_proj`) run again: probabilities, output"
+    x = args[0] if args else kwargs['hidden_states']
+    (bs, n, _), heads = x.shape, lambda t: t.unflatten(-1, (-1, attn.head_dim)).transpose(1, 2)
+    P = (heads(attn.q_proj(x)) @ heads(attn.k_proj(x)).transpose(-1, -2) * attn.scaling).softmax(-1)
+    return P, attn.o_proj((P @ heads(attn.v_proj(x))).transpose(1, 2).reshape(bs, n, -1))
+
+def _is_hf_vit(m:nn.Module)->bool:
+    "An HF `ViTForImageClassification` (transformers ≥ 5): a ViT whose blocks' attention has `q_proj`, then a classifier"
+    blocks = getattr(getattr(m, 'vit', None), 'layers', None)
+    return (hasattr(m, 'classifier') and isinstance(blocks, nn.ModuleList) and len(blocks) > 0
+            and all(hasattr(getattr(b, 'attention', None), 'q_proj') for b in blocks))
+
 class ViTZoo(NamedTuple):
     "What differs between the ViT families that attention methods read"
     name:str
@@ -68,6 +81,9 @@ VIT_ZOOS = [
            lambda v: v.encoder.layers, lambda b: b.self_attention, lambda b: b.ln_1, _mha_probs, None,
            lambda v: TokenGrid(1, (v.image_size // v.patch_size,) * 2),
            lambda v: lambda t: v.heads(v.encoder.ln(t.mean(1)))),  # (torchcam's LeGrad: tokens averaged, then the norm)
+    ViTZoo('hf', _is_hf_vit, lambda v: v.vit.layers, lambda b: b.attention, lambda b: b.layernorm_before, _hf_probs,
+           None, lambda v: TokenGrid(1, (v.config.image_size // v.config.patch_size,) * 2),
+           lambda v: lambda t: v.classifier(v.vit.layernorm(t)[:, 0])),  # (its head reads the class token)
 ]
 
 def find_vit(model:nn.Module)->tuple[ViTZoo, nn.Module]|None:
@@ -234,7 +250,7 @@ def replay(self:AttentionHook, i:int)->tuple:
 def head(self:AttentionHook)->Callable:
     "LeGrad's class score of a block's tokens: the ViT's head, then whatever follows the ViT in the model"
     head = self.zoo.head(self.vit)
-    if self.model is self.vit: return head
+    if self.model is self.vit or isinstance(self.model, HFClassifier) and self.model.hf is self.vit: return head
     m = self.model
     if isinstance(m, nn.Sequential) and len(m) > 1 and any(s is self.vit for s in m[0].modules()):
         return lambda t: m[1:](head(t))

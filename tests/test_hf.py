@@ -11,7 +11,7 @@ from fastcam.callback import CAMCallback
 from fastcam.interpret import CAMInterpretation
 from fastcam.data import synth_reviews
 from fastcam.hf import wordpiece_tokenizer, small_hf_classifier, hf_text_dls, hf_learner, HFTokenize
-from conftest import Boom, no_hooks
+from conftest import Boom, no_hooks, make_dls
 
 @pytest.fixture(scope='module')
 def tok():
@@ -101,3 +101,59 @@ def test_transformers_stays_optional():
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split() == ['False', 'False']
+
+# Vision: HF ViT, ConvNeXt and Swin in a fastai Learner on fastai's own image DataLoaders (64 px synthetic pets)
+
+def vision_models():
+    from transformers import (ViTConfig, ViTForImageClassification, ConvNextConfig, ConvNextForImageClassification,
+                              SwinConfig, SwinForImageClassification)
+    torch.manual_seed(0)
+    return dict(
+        vit=ViTForImageClassification(ViTConfig(image_size=64, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                                num_attention_heads=2, intermediate_size=64, num_labels=2)),
+        convnext=ConvNextForImageClassification(ConvNextConfig(image_size=64, hidden_sizes=[8, 16, 32, 64],
+                                                               depths=[1, 1, 1, 1], num_labels=2)),
+        swin=SwinForImageClassification(SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1],
+                                                   num_heads=[2, 2], window_size=4, num_labels=2)))
+
+# (the default layer of each, and how its output becomes (bs, channels, h, w) by hand)
+BY_HAND = dict(vit=('hf.vit.layers.1.layernorm_before', lambda o: o[:, 1:].transpose(1, 2).unflatten(-1, (8, 8))),
+               convnext=('hf.convnext.encoder.stages.0', lambda o: o),  # 64 px: the 16x16 stage (MIN_SIDE)
+               swin=('hf.swin.layernorm', lambda o: o.transpose(1, 2).unflatten(-1, (8, 8))))
+
+@pytest.fixture(scope='module')
+def image_dls(pets_path):
+    return make_dls(pets_path, bs=8)
+
+@pytest.mark.parametrize('arch', ['vit', 'convnext', 'swin'])
+def test_vision_gradcam_by_hand(image_dls, arch):
+    learn = hf_learner(image_dls, vision_models()[arch])
+    plain = learn.get_preds()[0]
+    cb = CAMCallback(method='gradcam')
+    preds = learn.get_preds(cbs=cb)[0]
+    assert torch.equal(preds, plain) and no_hooks(learn.model)
+    name, fold = BY_HAND[arch]
+    assert cb.layer_name == name
+    x = torch.cat([b[0] for b in learn.dls.valid]).as_subclass(torch.Tensor)[:4]
+    layer, outs = learn.model.get_submodule(name), []
+    h = layer.register_forward_hook(lambda m, i, o: outs.append(o[0] if isinstance(o, tuple) else o))
+    try:
+        with torch.enable_grad():
+            out = learn.model.eval()(x)
+            g, = torch.autograd.grad(out.gather(1, out.argmax(1, keepdim=True)).sum(), outs[0])
+    finally: h.remove()
+    A, G = fold(outs[0].detach()), fold(g)
+    ref = (G.mean((-2, -1), keepdim=True) * A).sum(1).relu()
+    torch.testing.assert_close(cb.maps[:4], ref, rtol=1e-4, atol=1e-6)
+
+def test_vision_kinds_and_vit_attention(image_dls):
+    from fastcam.kinds import model_kind
+    from fastcam.choose import choose_cam
+    ms = vision_models()
+    kinds = {k: model_kind(hf_learner(image_dls, m).model).name for k, m in ms.items()}
+    assert kinds == dict(vit='vit', convnext='hf vision', swin='hf vision')
+    learn = hf_learner(image_dls, ms['vit'])
+    cb = CAMCallback()  # a ViT's default: gradient rollout over every block, the class token dropped
+    preds = learn.get_preds(cbs=cb)[0]
+    assert cb.method_used == 'gradrollout' and cb.maps.shape == (len(preds), 8, 8)
+    assert choose_cam(learn, n=4, verbose=False).method
