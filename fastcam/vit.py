@@ -18,6 +18,21 @@ from .methods import *
 __all__ = ['VIT_ZOOS', 'ViTZoo', 'find_vit', 'vit_zoo', 'vit_blocks', 'rollout_rows', 'gradrollout_rows', 'legrad_rows',
            'AttentionHook']
 
+# %% ../nbs/04_vit.ipynb #7a1e0001
+def _hf_probs(attn:nn.Module, args:tuple, kwargs:dict)->tuple[Tensor, Tensor]:
+    "An HF ViT's attention (transformers ≥ 5: `q_proj`, `k_proj`, `v_proj`, `o_proj`) run again: probabilities, output"
+    x = args[0] if args else kwargs['hidden_states']
+    (bs, n, _), heads = x.shape, lambda t: t.unflatten(-1, (-1, attn.head_dim)).transpose(1, 2)
+    P = (heads(attn.q_proj(x)) @ heads(attn.k_proj(x)).transpose(-1, -2) * attn.scaling).softmax(-1)
+    return P, attn.o_proj((P @ heads(attn.v_proj(x))).transpose(1, 2).reshape(bs, n, -1))
+
+def _is_hf_vit(m:nn.Module)->bool:
+    "An HF `ViTForImageClassification` (transformers ≥ 5): a ViT whose blocks' attention has `q_proj`, then a classifier"
+    blocks = getattr(getattr(m, 'vit', None), 'layers', None)
+    return (hasattr(m, 'classifier') and isinstance(blocks, nn.ModuleList) and len(blocks) > 0
+            and all(hasattr(getattr(b, 'attention', None), 'q_proj') for b in blocks))
+
+
 # %% ../nbs/04_vit.ipynb #7a1e0002
 @contextmanager
 def _timm_unfused(attn:nn.Module):
@@ -45,19 +60,6 @@ def _mha_probs(attn:nn.Module, args:tuple, kwargs:dict)->tuple[Tensor, Tensor]:
     b = None if attn.in_proj_bias is None else attn.in_proj_bias[2 * d:]
     v = F.linear(x, attn.in_proj_weight[2 * d:], b).unflatten(-1, (attn.num_heads, -1)).transpose(1, 2)
     return P, attn.out_proj((P @ v).transpose(1, 2).reshape(bs, n, d))
-
-def _hf_probs(attn:nn.Module, args:tuple, kwargs:dict)->tuple[Tensor, Tensor]:
-    "An HF ViT's attention (transformers ≥ 5: `q_proj`, `k_proj`, `v_proj`, `o_proj`) run again: probabilities, output"
-    x = args[0] if args else kwargs['hidden_states']
-    (bs, n, _), heads = x.shape, lambda t: t.unflatten(-1, (-1, attn.head_dim)).transpose(1, 2)
-    P = (heads(attn.q_proj(x)) @ heads(attn.k_proj(x)).transpose(-1, -2) * attn.scaling).softmax(-1)
-    return P, attn.o_proj((P @ heads(attn.v_proj(x))).transpose(1, 2).reshape(bs, n, -1))
-
-def _is_hf_vit(m:nn.Module)->bool:
-    "An HF `ViTForImageClassification` (transformers ≥ 5): a ViT whose blocks' attention has `q_proj`, then a classifier"
-    blocks = getattr(getattr(m, 'vit', None), 'layers', None)
-    return (hasattr(m, 'classifier') and isinstance(blocks, nn.ModuleList) and len(blocks) > 0
-            and all(hasattr(getattr(b, 'attention', None), 'q_proj') for b in blocks))
 
 class ViTZoo(NamedTuple):
     "What differs between the ViT families that attention methods read"
