@@ -12,7 +12,7 @@ from .core import explains_several, find_layer, unwrap_model
 from .methods import get_method
 from .kinds import model_kind, task_kind, methods_for
 from .show import cam_overlay, text_cam_html, class_title
-from .interpret import predict_cam
+from .interpret import predict_cam, as_words, word_transform
 from .cli import one_line_errors, load_exported, RecipeError
 
 # %% auto #0
@@ -50,7 +50,8 @@ def explain_item(learn:Learner, # The learner
         m = m[c]
     else: c = int(t)
     if model_kind(learn.model).takes_tokens:
-        return scores, text_cam_html(str(inp).split(' '), m, title=class_title(vocab, probs, c))
+        words, m = as_words(word_transform(learn.dls), x, str(inp).split(' '), m)  # (HF sub-words summed into words)
+        return scores, text_cam_html(words, m, title=class_title(vocab, probs, c))
     return scores, cam_overlay(inp, m)
 
 # %% ../nbs/19_app.ipynb #b0a17009

@@ -1,4 +1,4 @@
-"""HF text classifiers trained and explained in a fastai `Learner`, with maps over sub-words shown as words.
+"""HF text and image classifiers trained and explained in a fastai `Learner`; text maps over sub-words, shown as words.
 
 Docs: https://fastcam.github.io/fastcam/hf.html.md"""
 
@@ -7,13 +7,13 @@ Docs: https://fastcam.github.io/fastcam/hf.html.md"""
 # %% ../nbs/23_hf.ipynb #hf000003
 from __future__ import annotations
 import pandas as pd, torch, torch.nn as nn
+from collections import Counter
 from functools import partial
 from torch import Tensor
 from fastai.text.all import (Transform, TensorText, TitledStr, Datasets, DataLoaders, RandomSplitter, ColReader,
-                             Categorize, Learner, patch, set_seed)
+                             Categorize, Learner, set_seed)
 from .core import HFClassifier
-from .tokens import word_maps
-from .interpret import CAMInterpretation
+from .interpret import word_transform
 
 # %% auto #0
 __all__ = ['SPECIAL_TOKENS', 'wordpiece_tokenizer', 'small_hf_classifier', 'hf_pretrained', 'HFTokenize', 'pad_right',
@@ -25,17 +25,22 @@ SPECIAL_TOKENS = dict(pad_token='[PAD]', unk_token='[UNK]', cls_token='[CLS]', s
 def wordpiece_tokenizer(texts:list, # The texts whose words the vocabulary learns
                         vocab_size:int=1000, # The largest vocabulary, special tokens included
                        ):
-    "A BERT-style WordPiece tokenizer (a fast HF tokenizer, with word ids), trained on `texts` here: nothing downloaded"
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    """A BERT-style WordPiece tokenizer (a fast HF tokenizer, with word ids) built here from `texts`: the special tokens,
+    every character alone and as a word piece (`##c`), then the most frequent words; nothing downloaded. (The same
+    vocabulary every time: `tokenizers`' own trainer breaks ties differently from run to run)"""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
-    tok = Tokenizer(models.WordPiece(unk_token=SPECIAL_TOKENS['unk_token']))
-    tok.normalizer, tok.pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(list(texts), trainers.WordPieceTrainer(vocab_size=vocab_size,
-                                                                   special_tokens=list(SPECIAL_TOKENS.values())))
+    norm, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = Counter(w for t in texts for w, _ in pre.pre_tokenize_str(norm.normalize_str(t)))
+    chars = sorted({c for w in words for c in w})
+    vocab = list(SPECIAL_TOKENS.values()) + chars + ['##' + c for c in chars]
+    vocab += [w for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])) if w not in vocab][:vocab_size - len(vocab)]
+    tok = Tokenizer(models.WordPiece(vocab={t: i for i, t in enumerate(vocab)}, unk_token=SPECIAL_TOKENS['unk_token']))
+    tok.normalizer, tok.pre_tokenizer, tok.decoder = norm, pre, decoders.WordPiece()
+    tok.add_special_tokens(list(SPECIAL_TOKENS.values()))
     cls, sep = SPECIAL_TOKENS['cls_token'], SPECIAL_TOKENS['sep_token']
     tok.post_processor = processors.TemplateProcessing(single=f'{cls} $A {sep}', special_tokens=[
         (cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))])
-    tok.decoder = decoders.WordPiece()
     return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
 
 def small_hf_classifier(arch:str, # `'bert'` or `'distilbert'`
@@ -93,7 +98,8 @@ class HFTokenize(Transform):
         "The words of a text, and per token of its ids the index of its word (`None`: a special token)"
         text, enc = x if isinstance(x, str) else x['text'], self._encode(x)
         ids = enc.word_ids()
-        return [text[slice(*enc.word_to_chars(w))] for w in range(max((w for w in ids if w is not None), default=-1) + 1)], ids
+        n = max((w for w in ids if w is not None), default=-1) + 1
+        return [text[slice(*enc.word_to_chars(w))] for w in range(n)], ids
 
 def pad_right(samples:list, pad_id:int)->list:
     "A batch's token ids padded at the end to the longest, as HF models take them"
@@ -118,8 +124,8 @@ def hf_text_dls(texts:list, # The texts
 
 def hf_tokenize(dls:DataLoaders)->HFTokenize|None:
     "The `HFTokenize` of `dls` (`hf_text_dls`), or `None`"
-    return next((t for t in dls.train_ds.tls[0].tfms.fs if isinstance(t, HFTokenize)), None) if hasattr(
-        dls.train_ds, 'tls') else None
+    t = word_transform(dls)
+    return t if isinstance(t, HFTokenize) else None
 
 # %% ../nbs/23_hf.ipynb #hf000012
 def hf_learner(dls:DataLoaders, # `hf_text_dls` for a sequence classifier; fastai's image `DataLoaders` for an image one
@@ -142,23 +148,3 @@ def hf_learner(dls:DataLoaders, # `hf_text_dls` for a sequence classifier; fasta
                              f"{type(emb).__name__}), where the token methods attribute: give a text classifier "
                              f"whose get_input_embeddings() is its token embedding")
     return Learner(dls, HFClassifier(model, None if tok is None else tok.tokenizer.pad_token_id), **kwargs)
-
-# %% ../nbs/23_hf.ipynb #hf000015
-@patch
-def words(self:CAMInterpretation, idxs:list)->list:
-    "`(words, word ids)` of the items at `idxs` of `self.dl`, from the HF tokenizer of `hf_text_dls`"
-    tok = hf_tokenize(self.learn.dls)
-    if tok is None: raise ValueError("Words come from an HF tokenizer's word ids: build the DataLoaders with hf_text_dls")
-    items = self.dl.items
-    return [tok.words(items.iloc[i] if hasattr(items, 'iloc') else items[i]) for i in idxs]
-
-@patch
-def word_cams(self:CAMInterpretation,
-              idxs:list|None=None, # Items of `self.dl`; `None`: all
-              method:str|None=None, target=None, # As in `item_cams`
-             )->tuple[list, list]:
-    "`(words, maps)` of the items at `idxs`: each text's words and its map summed over each word's sub-words"
-    idxs = list(range(len(self.dl.dataset))) if idxs is None else [int(i) for i in idxs]
-    maps, _ = self.item_cams(idxs, None, method, target)
-    got = self.words(idxs)
-    return [w for w, _ in got], [word_maps(m, ids, len(w)) for m, (w, ids) in zip(maps, got)]

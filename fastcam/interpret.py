@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastai.vision.all import *
 from .core import *
 from .methods import *
+from .tokens import word_maps
 from .hooks import *
 from .kinds import *
 from .callback import CAMCallback
@@ -18,7 +19,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 # %% auto #0
-__all__ = ['CAM_VIEWS', 'vocab_target', 'cam_free', 'has_labels', 'CAMInterpretation', 'CAMView', 'token_panels']
+__all__ = ['CAM_VIEWS', 'vocab_target', 'cam_free', 'has_labels', 'CAMInterpretation', 'CAMView', 'word_transform', 'as_words',
+           'token_panels']
 
 # %% ../nbs/13_interpret.ipynb #3b13db4e
 def vocab_target(vocab, # The class names (`dls.vocab`, a segmentation's codes), or `None` (regression)
@@ -384,7 +386,7 @@ def show_cam(self:Learner, item, # An item, as for `learn.predict`
     inp, label, probs, m, t = self.predict_cam(item, target, layer, method, reshape)
     vocab = task_kind(self).vocab(self.dls)
     if model_kind(self.model).takes_tokens:  # text: the tokens shaded by their scores
-        tokens = str(inp).split(' ')
+        tokens, m = as_words(word_transform(self.dls), item, str(inp).split(' '), m)
         if m.ndim > 1: raise ValueError("show_cam draws one class of a text item: pass target='pred' or a class")
         show_text_cam(tokens, m, ax, kwargs.pop('hide_special', False), class_title(vocab, probs, int(t)), **kwargs)
         return label, probs, tokens, m
@@ -407,19 +409,49 @@ def tokens(self:CAMInterpretation, idxs:list)->list:
     vocab = self.learn.dls.vocab[0]
     return [[vocab[int(j)] for j in self.dl.dataset[i][0]] for i in idxs]
 
+def word_transform(dls)->Transform|None:
+    "The text transform of `dls` that names each text's words and the word of each token (`HFTokenize`), else `None`"
+    tls = getattr(getattr(dls, 'train_ds', None), 'tls', None)
+    return next((t for t in tls[0].tfms.fs if callable(getattr(t, 'words', None))), None) if tls else None
+
+def as_words(wt:Transform|None, # `word_transform(dls)` of the learner's DataLoaders
+             item, # The text item (a text, or a row with a `text` field)
+             tokens:list, # Its tokens, as the model saw them
+             m:Tensor, # Its map over them, `(L,)` or `(c, L)`
+            )->tuple[list, Tensor]:
+    """The item's tokens and map as they are; where the DataLoaders cut words into sub-words and name them (`wt`),
+    its words and the map summed over each word's pieces (`word_maps`: special tokens, in no word, left out)"""
+    if wt is None: return tokens, m
+    words, ids = wt.words(item)
+    return words, word_maps(m, ids, len(words))
+
+@patch
+def word_cams(self:CAMInterpretation,
+              idxs:list|None=None, # Items of `self.dl`; `None`: all
+              method:str|None=None, target=None, # As in `item_cams`
+             )->tuple[list, list]:
+    "`(words, maps)` of the items at `idxs`, each map over the item's words where the tokenizer names them (`as_words`)"
+    idxs = list(range(len(self.dl.dataset))) if idxs is None else [int(i) for i in idxs]
+    maps, _ = self.item_cams(idxs, None, method, target)
+    wt = word_transform(self.learn.dls)
+    got = [as_words(wt, self.items_at(i), toks, m) for i, toks, m in zip(idxs, self.tokens(idxs), maps)]
+    return [w for w, _ in got], [m for _, m in got]
+
 def token_panels(interp, idxs, cams, cols, view, heads=None):
-    "(tokens, map, title) of each panel: per item, per compared layer/method (or per `heads`), per class explained"
+    """(tokens, map, title) of each panel: per item, per compared layer/method (or per `heads`), per class explained;
+    over words where the tokenizer names them (`as_words`)"""
+    wt = word_transform(interp.learn.dls)
     for j, (i, toks) in enumerate(zip(idxs, interp.tokens(idxs))):
         for col, (l, m) in enumerate(cols):
             head = (heads[col].replace('\n', ': ') + ': ' if heads else
                     f"{ifnone(m, interp.cam.method_used)} @ {interp._layer_name(ifnone(l, interp.cam.layer))}: "
                     if len(cols) > 1 else '')
-            maps, t = cams[col][0][j], cams[col][1]
-            if not explains_several(t): yield toks, maps, head + view.item(interp, i, int(t[j]))
+            (words, maps), t = as_words(wt, interp.items_at(i), toks, cams[col][0][j]), cams[col][1]
+            if not explains_several(t): yield words, maps, head + view.item(interp, i, int(t[j]))
             else:
                 for c in range(len(maps)):
                     if t is None or t[j, c]:
-                        yield toks, maps[c], f"{head}{view.item(interp, i, None)} | {view.panel(interp, i, c)}"
+                        yield words, maps[c], f"{head}{view.item(interp, i, None)} | {view.panel(interp, i, c)}"
 
 @patch
 def plot_text_grid(self:CAMInterpretation, idxs, cams, cols, view, title, alpha, cmap, nrows, figsize, heads=None,

@@ -12,6 +12,7 @@ from .core import inference_state, rng_preserved, take_items, shared_docs, expla
 from .metrics import pointing_game
 from .kinds import model_kind
 from .callback import CAMCallback
+from .interpret import as_words, word_transform
 from .show import show_cam_overlay, show_text_cam, CAM_CMAP, CAM_ALPHA
 
 # %% auto #0
@@ -54,6 +55,7 @@ class CAMMonitor(Callback):
         # maps, probabilities and images are put back in the items' order
         self._order = tensor(dl.get_idxs()).argsort()
         self.takes_tokens = model_kind(self.model).takes_tokens  # text: one map per item over its own tokens, drawn as tokens
+        self._words = word_transform(self.dls)  # (what names an HF tokenizer's words, kept for drawing after the fit)
         self._batch, self._n_inp = tuple(o.as_subclass(Tensor) for o in b), dl.n_inp
         images = [o[0] for o in dl.decode_batch(b, max_n=n)]
         self._images = [images[i] for i in self._order]
@@ -93,7 +95,10 @@ class CAMMonitor(Callback):
 def _draw(monitor, i:int, j:int, ax, alpha=CAM_ALPHA, cmap=CAM_CMAP):
     "Record `i` of item `j`: the map over the image, or (text) the tokens shaded by it"
     m, title = monitor.maps[i][j], f"epoch {monitor.epochs[i]}: {monitor.probs[i][j]:.2f}"
-    if monitor.takes_tokens: return show_text_cam(str(monitor._images[j]).split(' '), m, ax, title=title, width=36)
+    if monitor.takes_tokens:  # (an HF tokenizer's sub-words summed into words)
+        item = getattr(monitor.items, 'iloc', L(monitor.items))[j]
+        words, m = as_words(monitor._words, item, str(monitor._images[j]).split(' '), m)
+        return show_text_cam(words, m, ax, title=title, width=36)
     return show_cam_overlay(monitor._images[j], m, ax=ax, alpha=alpha, cmap=cmap, title=title)
 
 def _row_figure(monitor, i:int, alpha=CAM_ALPHA, cmap=CAM_CMAP):

@@ -65,6 +65,30 @@ def test_words_summed_by_hand(learn, tok):
         assert w == text.split()  # (the reviews' words are separated by spaces)
         torch.testing.assert_close(wm, torch.tensor([by_hand[k] for k in range(len(w))]), rtol=1e-5, atol=1e-6)
 
+def test_views_audit_and_app_show_words(learn):
+    "plot_cam / html_cam / show_cam, the audit's panels and the app: each text's words, not its sub-words"
+    from fastcam.app import explain_item
+    interp = CAMInterpretation.from_learner(learn)
+    html = interp.html_cam(k=2).data
+    assert '[CLS]' not in html and '##' not in html
+    label, probs, words, m = learn.show_cam('a superb film')
+    assert words == ['a', 'superb', 'film'] and m.shape == (3,)
+    _, app_html = explain_item(learn, 'a superb film')
+    assert '##' not in app_html and 'superb' in app_html and '[CLS]' not in app_html
+    assert any(t.startswith('##') for t in interp.tokens([0])[0])  # (the pieces were there)
+
+def test_monitor_draws_words(tok):
+    "CAMMonitor on an HF text learner: one map per review over its sub-words per record, drawn over its words"
+    from fastcam.monitor import CAMMonitor
+    df = synth_reviews(60, seed=3)
+    learn = hf_learner(hf_text_dls(df.text, df.label, tok, bs=16, seed=0), small_hf_classifier('bert', tok, seed=0))
+    reviews = ['a superb film', 'the plot was dull']
+    mon = CAMMonitor(reviews, target='pred')
+    learn.fit(1, 1e-3, cbs=mon)
+    assert mon.epochs == [0, 1] and [len(m) for m in mon.history[1]] == [len(tok(r)['input_ids']) for r in reviews]
+    texts = [t.get_text() for ax in mon.plot_history().axes for t in ax.texts]
+    assert 'superb' in texts and '[CLS]' not in texts and not any(t.startswith('##') for t in texts)
+
 def test_subwords_are_pieces_of_words(tok):
     "The tests' tokenizer cuts words into pieces, so that the aggregation above sums more than one token per word"
     enc = tok(synth_reviews(5, seed=3).text[0])

@@ -5,6 +5,8 @@ README) and `tools/make_docs.py` (the site's home page) replace it with `CLAIMS[
 
 - `methods_table`: the method table, its costs from `benchmarks/methods.json` (`make bench`), its ticks from
   `tests/peer_ticks.py`, each a link to the test that compares with that peer's class, and the footnotes there.
+- `defaults_table`, `min_side`: the table of defaults and the CNN rule's threshold (`nbs/measurements`, `kinds.py`).
+- `hf_pointing`: the word-level pointing game of the small BERTs `23_hf` trains (`nbs/measurements/hf_seeds.json`).
 
 Standard library only: `make readme` runs without the virtual environment."""
 from __future__ import annotations
@@ -65,11 +67,13 @@ def hf_pointing(root:Path=ROOT)->str:
     "The word-level text pointing game of each token method on the small BERTs that `23_hf` trains and measures"
     mod = _measurements()
     runs = mod.recorded('hf_seeds', Path(root)/'nbs'/'measurements')['data']
-    methods = [k for k in runs[0] if k not in ('seed', 'accuracy')]
+    methods = [k for k in runs[0] if k not in ('seed', 'accuracy', 'auto')]
+    chosen = sorted({r['auto'].split(' @ ')[0] for r in runs})
     return (f"on the synthetic reviews, {len(runs)} small BERTs trained here from scratch (validation accuracy "
             f"{mod.spread([r['accuracy'] for r in runs])}) put their top word on the one that carries the label this "
             f"often, by method (mean, and range): " + ', '.join(f"`{m}` {mod.spread([r[m] for r in runs])}"
-                                                           for m in methods) + '.')
+                                                           for m in methods) +
+            f"; `'auto'` chose {' or '.join(f'`{m}`' for m in chosen)}.")
 
 CLAIMS = {'methods_table': methods_table, 'defaults_table': defaults_table, 'min_side': min_side,
           'hf_pointing': hf_pointing}
