@@ -47,7 +47,7 @@ def unwrap_model(model:nn.Module)->nn.Module:
 # %% ../nbs/00_core.ipynb #hf0a0002
 class HFClassifier(nn.Module):
     "An HF sequence or image classifier as fastai runs it: one tensor in (token ids or pixels), its logits out"
-    def __init__(self, hf:nn.Module, # The HF model: its forward takes `input_ids` (and `attention_mask`) or `pixel_values`
+    def __init__(self, hf:nn.Module, # The HF model: it takes `input_ids` (and `attention_mask`) or `pixel_values`
                  pad_id:int|None=None, # Text: the padding token's id, masked out of attention; `None`: an image model
                 ):
         super().__init__()

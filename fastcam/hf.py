@@ -34,7 +34,8 @@ def wordpiece_tokenizer(texts:list, # The texts whose words the vocabulary learn
     words = Counter(w for t in texts for w, _ in pre.pre_tokenize_str(norm.normalize_str(t)))
     chars = sorted({c for w in words for c in w})
     vocab = list(SPECIAL_TOKENS.values()) + chars + ['##' + c for c in chars]
-    vocab += [w for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])) if w not in vocab][:vocab_size - len(vocab)]
+    by_count = [w for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])) if w not in vocab]
+    vocab += by_count[:vocab_size - len(vocab)]
     tok = Tokenizer(models.WordPiece(vocab={t: i for i, t in enumerate(vocab)}, unk_token=SPECIAL_TOKENS['unk_token']))
     tok.normalizer, tok.pre_tokenizer, tok.decoder = norm, pre, decoders.WordPiece()
     tok.add_special_tokens(list(SPECIAL_TOKENS.values()))
@@ -50,7 +51,8 @@ def small_hf_classifier(arch:str, # `'bert'` or `'distilbert'`
                         seed:int|None=None, # Seed of the random weights
                        )->nn.Module:
     "A small HF sequence classifier with random weights, from a config (no download)"
-    from transformers import BertConfig, BertForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification
+    from transformers import (BertConfig, BertForSequenceClassification, DistilBertConfig,
+                              DistilBertForSequenceClassification)
     common = dict(vocab_size=len(tokenizer), num_labels=num_labels, pad_token_id=tokenizer.pad_token_id,
                   max_position_embeddings=512)
     if seed is not None: set_seed(seed)

@@ -18,7 +18,7 @@ from .methods import *
 __all__ = ['VIT_ZOOS', 'ViTZoo', 'find_vit', 'vit_zoo', 'vit_blocks', 'rollout_rows', 'gradrollout_rows', 'legrad_rows',
            'AttentionHook']
 
-# %% ../nbs/04_vit.ipynb #7a1e0001
+# %% ../nbs/04_vit.ipynb #c647030b
 def _hf_probs(attn:nn.Module, args:tuple, kwargs:dict)->tuple[Tensor, Tensor]:
     "An HF ViT's attention (transformers ≥ 5: `q_proj`, `k_proj`, `v_proj`, `o_proj`) run again: probabilities, output"
     x = args[0] if args else kwargs['hidden_states']

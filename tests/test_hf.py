@@ -20,7 +20,8 @@ def tok():
 @pytest.fixture(scope='module', params=['bert', 'distilbert'])
 def learn(request, tok):
     df = synth_reviews(120, seed=3)
-    learn = hf_learner(hf_text_dls(df.text, df.label, tok, bs=16, seed=0), small_hf_classifier(request.param, tok, seed=0))
+    dls = hf_text_dls(df.text, df.label, tok, bs=16, seed=0)
+    learn = hf_learner(dls, small_hf_classifier(request.param, tok, seed=0))
     learn.fit(1, 1e-3)
     return learn
 
@@ -115,7 +116,8 @@ def test_bad_input(tok):
         def get_input_embeddings(self): raise NotImplementedError
     with pytest.raises(ValueError, match='has no input embeddings'): hf_learner(dls, NoEmbeddings())
     with pytest.raises(TypeError, match='gives no word ids'): HFTokenize(SimpleNamespace(is_fast=False, pad_token_id=0))
-    with pytest.raises(ValueError, match='has no padding token'): HFTokenize(SimpleNamespace(is_fast=True, pad_token_id=None))
+    with pytest.raises(ValueError, match='has no padding token'):
+        HFTokenize(SimpleNamespace(is_fast=True, pad_token_id=None))
     with pytest.raises(ValueError, match='40 texts but 39 labels'): hf_text_dls(df.text, df.label[:39], tok)
 
 def test_transformers_stays_optional():
