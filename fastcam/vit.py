@@ -26,11 +26,18 @@ def _hf_probs(attn:nn.Module, args:tuple, kwargs:dict)->tuple[Tensor, Tensor]:
     P = (heads(attn.q_proj(x)) @ heads(attn.k_proj(x)).transpose(-1, -2) * attn.scaling).softmax(-1)
     return P, attn.o_proj((P @ heads(attn.v_proj(x))).transpose(1, 2).reshape(bs, n, -1))
 
-def _is_hf_vit(m:nn.Module)->bool:
-    "An HF `ViTForImageClassification` (transformers ≥ 5): a ViT whose blocks' attention has `q_proj`, then a classifier"
-    blocks = getattr(getattr(m, 'vit', None), 'layers', None)
-    return (hasattr(m, 'classifier') and isinstance(blocks, nn.ModuleList) and len(blocks) > 0
-            and all(hasattr(getattr(b, 'attention', None), 'q_proj') for b in blocks))
+def _hf_vit(m:nn.Module)->nn.Module|None:
+    "The ViT inside an HF `ViTForImageClassification` or `DeiTForImageClassification` (transformers ≥ 5), else `None`"
+    vit = next((getattr(m, a) for a in ('vit', 'deit') if isinstance(getattr(m, a, None), nn.Module)), None)
+    blocks = getattr(vit, 'layers', None)
+    ok = (hasattr(m, 'classifier') and isinstance(blocks, nn.ModuleList) and len(blocks) > 0
+          and all(hasattr(getattr(b, 'attention', None), 'q_proj') for b in blocks))
+    return vit if ok else None
+
+def _hf_grid(m:nn.Module)->TokenGrid:
+    "The class token (and DeiT's distillation token) before the patch grid of an HF ViT classifier's config"
+    n = 1 + hasattr(_hf_vit(m).embeddings, 'distillation_token')
+    return TokenGrid(n, (m.config.image_size // m.config.patch_size,) * 2)
 
 
 # %% ../nbs/04_vit.ipynb #7a1e0002
@@ -83,9 +90,9 @@ VIT_ZOOS = [
            lambda v: v.encoder.layers, lambda b: b.self_attention, lambda b: b.ln_1, _mha_probs, None,
            lambda v: TokenGrid(1, (v.image_size // v.patch_size,) * 2),
            lambda v: lambda t: v.heads(v.encoder.ln(t.mean(1)))),  # (torchcam's LeGrad: tokens averaged, then the norm)
-    ViTZoo('hf', _is_hf_vit, lambda v: v.vit.layers, lambda b: b.attention, lambda b: b.layernorm_before, _hf_probs,
-           None, lambda v: TokenGrid(1, (v.config.image_size // v.config.patch_size,) * 2),
-           lambda v: lambda t: v.classifier(v.vit.layernorm(t)[:, 0])),  # (its head reads the class token)
+    ViTZoo('hf', lambda m: _hf_vit(m) is not None, lambda v: _hf_vit(v).layers, lambda b: b.attention,
+           lambda b: b.layernorm_before, _hf_probs, None, _hf_grid,
+           lambda v: lambda t: v.classifier(_hf_vit(v).layernorm(t)[:, 0])),  # (its head reads the class token)
 ]
 
 def find_vit(model:nn.Module)->tuple[ViTZoo, nn.Module]|None:

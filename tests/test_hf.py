@@ -78,6 +78,21 @@ def test_views_audit_and_app_show_words(learn):
     assert '##' not in app_html and 'superb' in app_html and '[CLS]' not in app_html
     assert any(t.startswith('##') for t in interp.tokens([0])[0])  # (the pieces were there)
 
+def test_every_verdict_applies(learn, tmp_path):
+    """'auto', cam_report, sanity_checks, strategies and the audit on an HF text learner: each runs; the audit's panels
+    show words (its table of strategies, like `strategies()`, still names the sub-words that carry a cluster)"""
+    from fastcam.choose import choose_cam
+    import fastcam.trust, fastcam.strategies, fastcam.audit  # (they patch CAMInterpretation)
+    interp = CAMInterpretation.from_learner(learn)
+    assert choose_cam(learn, n=4, verbose=False).layer == 'hf.' + next(
+        n for n, m in learn.model.hf.named_modules() if m is learn.model.hf.get_input_embeddings())
+    report = interp.cam_report(max_items=4)
+    assert len(report) and report['faithfulness'].notna().any()
+    assert len(interp.sanity_checks(n=4))
+    assert len(interp.strategies(n_neighbours=2))
+    html = interp.audit(tmp_path/'audit.html', k=2, sanity=False).read_text()
+    assert all(w in html for w in interp.word_cams(interp._ranked(2, True)[:1])[0][0])  # the panels: words
+
 def test_monitor_draws_words(tok):
     "CAMMonitor on an HF text learner: one map per review over its sub-words per record, drawn over its words"
     from fastcam.monitor import CAMMonitor
@@ -132,11 +147,13 @@ def test_transformers_stays_optional():
 
 def vision_models():
     from transformers import (ViTConfig, ViTForImageClassification, ConvNextConfig, ConvNextForImageClassification,
-                              SwinConfig, SwinForImageClassification)
+                              SwinConfig, SwinForImageClassification, DeiTConfig, DeiTForImageClassification)
     torch.manual_seed(0)
     return dict(
         vit=ViTForImageClassification(ViTConfig(image_size=64, patch_size=8, hidden_size=32, num_hidden_layers=2,
                                                 num_attention_heads=2, intermediate_size=64, num_labels=2)),
+        deit=DeiTForImageClassification(DeiTConfig(image_size=64, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                                   num_attention_heads=2, intermediate_size=64, num_labels=2)),
         convnext=ConvNextForImageClassification(ConvNextConfig(image_size=64, hidden_sizes=[8, 16, 32, 64],
                                                                depths=[1, 1, 1, 1], num_labels=2)),
         swin=SwinForImageClassification(SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1],
@@ -144,6 +161,7 @@ def vision_models():
 
 # (the default layer of each, and how its output becomes (bs, channels, h, w) by hand)
 BY_HAND = dict(vit=('hf.vit.layers.1.layernorm_before', lambda o: o[:, 1:].transpose(1, 2).unflatten(-1, (8, 8))),
+               deit=('hf.deit.layers.1.layernorm_before', lambda o: o[:, 2:].transpose(1, 2).unflatten(-1, (8, 8))),
                convnext=('hf.convnext.encoder.stages.0', lambda o: o),  # 64 px: the 16x16 stage (MIN_SIDE)
                swin=('hf.swin.layernorm', lambda o: o.transpose(1, 2).unflatten(-1, (8, 8))))
 
@@ -151,7 +169,7 @@ BY_HAND = dict(vit=('hf.vit.layers.1.layernorm_before', lambda o: o[:, 1:].trans
 def image_dls(pets_path):
     return make_dls(pets_path, bs=8)
 
-@pytest.mark.parametrize('arch', ['vit', 'convnext', 'swin'])
+@pytest.mark.parametrize('arch', ['vit', 'deit', 'convnext', 'swin'])
 def test_vision_gradcam_by_hand(image_dls, arch):
     learn = hf_learner(image_dls, vision_models()[arch])
     plain = learn.get_preds()[0]
@@ -177,7 +195,7 @@ def test_vision_kinds_and_vit_attention(image_dls):
     from fastcam.choose import choose_cam
     ms = vision_models()
     kinds = {k: model_kind(hf_learner(image_dls, m).model).name for k, m in ms.items()}
-    assert kinds == dict(vit='vit', convnext='hf vision', swin='hf vision')
+    assert kinds == dict(vit='vit', deit='vit', convnext='hf vision', swin='hf vision')
     learn = hf_learner(image_dls, ms['vit'])
     cb = CAMCallback()  # a ViT's default: gradient rollout over every block, the class token dropped
     preds = learn.get_preds(cbs=cb)[0]
