@@ -159,7 +159,10 @@ def symbol_md(mod, dotted: str, anchor: str, repo: str) -> str:
     o = _resolve(mod, dotted)
     head = f'### {dotted} {{#{anchor} data-toc-label="{dotted}"}}'
     if not callable(o): return f'{head}\n\n{_value(dotted, o)}'
-    md = show_doc(o, name=dotted, renderer=BasicMarkdownRenderer)._repr_markdown_()
+    shown = show_doc(o, name=dotted, renderer=BasicMarkdownRenderer)
+    if shown is None:  # a fastai Transform's `encodes`/`decodes`: a dispatch over types, with no one signature
+        return f'{head}\n\n{fenced(f"{dotted}(x)", "python")}\n\n{inspect.getdoc(o) or ""}'
+    md = shown._repr_markdown_()
     sig = re.search(r'```python\n.*?\n```', md, re.S).group(0)  # the signature, each parameter with its docment
     if inspect.isclass(o): sig = sig.replace(f'def {dotted.split(".")[-1]}(', f'class {dotted.split(".")[-1]}(', 1)
     # the docstring without the numpy-style Parameters section `help()` gets: the docments above say it
