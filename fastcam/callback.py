@@ -23,10 +23,10 @@ from typing import Callable, NamedTuple
 __all__ = ['learner_augmentations', 'CAMCallback']
 
 # %% ../nbs/11_callback.ipynb #d609022d
-def _per_item(maps:Tensor, lengths:Tensor|None)->Tensor|list:
-    "Maps on the CPU: as they are, or for padded token sequences a list with each item's map over its own tokens"
+def _per_item(maps:Tensor, kept:Tensor|None)->Tensor|list:
+    "Maps on the CPU: as they are, or for token sequences a list of each item's map over its own tokens (`kept`)"
     maps = maps.cpu()
-    return maps if lengths is None else [m[..., :n] for m, n in zip(maps, lengths.tolist())]
+    return maps if kept is None else [m[..., k] for m, k in zip(maps, kept.cpu())]
 
 def _distributed(dl)->bool:
     "Whether `dl` is fastai's `DistributedDL` (inside `learn.distrib_ctx`); never imports `fastai.distributed` itself"
@@ -197,14 +197,14 @@ def before_batch(self:CAMCallback):
 @patch
 def after_pred(self:CAMCallback):
     if self._maps is None: return
-    maps, t, lengths = self._batch(self.pred, self.xb, self.yb)
+    maps, t, kept = self._batch(self.pred, self.xb, self.yb)
     self.learn.pred = to_detach(self.pred, cpu=False, gather=False)  # as without us: no graph reaches the loss
-    if _distributed(self.dl): maps, t, lengths = self._gather(maps, t, lengths)
-    self._maps.append(_per_item(maps, lengths)); self._targs.append(t)
+    if _distributed(self.dl): maps, t, kept = self._gather(maps, t, kept)
+    self._maps.append(_per_item(maps, kept)); self._targs.append(t)
 
 @patch
 def _batch(self:CAMCallback, pred, xb:tuple, yb:tuple)->tuple:
-    "Maps (float32, on the model's device; text: padded), targets and, for text, real tokens per item of a batch"
+    "Maps (float32, on the model's device; text: padded), targets and, for text, the tokens each map covers (`kept`)"
     pred1 = first_output(pred)  # a text classifier gives (logits, extras...)
     target, region = task_kind(self.learn).resolve(self.learn, self.target, pred1, yb)
     if self.region is not None:  # the same region for every item of the batch
@@ -217,13 +217,13 @@ def _batch(self:CAMCallback, pred, xb:tuple, yb:tuple)->tuple:
     else:  # a method that re-runs the model (Score-CAM) does it on masked copies of this batch, here
         rerun = dict(x=xb[0].as_subclass(Tensor), model=net) if rec.reruns or self._smooths_by_reruns else {}
         maps, t = self.cam_hook.compute(pred, target, region=region, lengths=lengths, **rerun)
-    return maps.float(), t, lengths
+    return maps.float(), t, kind.kept(net, xb[0]) if kind.takes_tokens else None
 
 @patch
 def batch_maps(self:CAMCallback, pred, xb:tuple, yb:tuple)->tuple:
     "Maps (CPU, float32; one per item over its own tokens for text) and targets of a batch the hooked model just ran"
-    maps, t, lengths = self._batch(pred, xb, yb)
-    return _per_item(maps, lengths), t
+    maps, t, kept = self._batch(pred, xb, yb)
+    return _per_item(maps, kept), t
 
 @patch
 def _token_maps(self:CAMCallback, kind:ModelKind, rec:CAMMethod, pred:Tensor, target, x:Tensor)->tuple:
@@ -262,18 +262,19 @@ def after_fit(self:CAMCallback):
 
 # %% ../nbs/11_callback.ipynb #7c2e90b4
 @patch
-def _gather(self:CAMCallback, maps:Tensor, t:Tensor|None, lengths:Tensor|None)->tuple:
+def _gather(self:CAMCallback, maps:Tensor, t:Tensor|None, kept:Tensor|None)->tuple:
     "This batch of every rank, through fastai's own `to_detach` (all-gather, padding dropped), with item positions"
     dl = self.dl  # each rank reads `n_padded // world_size` items from `rank * n_padded // world_size` on
     pos = dl.rank * dl.n_padded // dl.world_size + dl.i - len(maps) + torch.arange(len(maps), device=maps.device)
-    if lengths is not None:  # token maps: padded to the longest batch on any rank, as ranks must gather one shape
+    if kept is not None:  # token maps: padded to the longest batch on any rank, as ranks must gather one shape
         longest = tensor(maps.shape[-1], device=maps.device)
         torch.distributed.all_reduce(longest, torch.distributed.ReduceOp.MAX)
-        maps = F.pad(maps, (0, int(longest) - maps.shape[-1]))
-    parts = {k: v for k, v in dict(maps=maps, t=t, lengths=lengths, pos=pos).items() if v is not None}
+        pad = (0, int(longest) - maps.shape[-1])
+        maps, kept = F.pad(maps, pad), F.pad(kept, pad)
+    parts = {k: v for k, v in dict(maps=maps, t=t, kept=kept, pos=pos).items() if v is not None}
     got = self.learn.to_detach(parts, cpu=False)  # (fastai's unpadding needs tensors: no `None` in there)
     self._pos.append(got['pos'].cpu())
-    return got['maps'], got.get('t'), got.get('lengths')
+    return got['maps'], got.get('t'), got.get('kept')
 
 @patch
 def to_item_order(self:CAMCallback)->Tensor:

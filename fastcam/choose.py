@@ -54,14 +54,16 @@ def maps_function(kind, x, methods:list, layer:str, reshape, batch_size:int)->Ca
             parts = [batch(net, xb, tbs) for xb, *tbs in zip(x.split(batch_size), *(t.split(batch_size) for t in ts))]
             return [{m: torch.cat([p[j][m] for p in parts]) for m in methods} for j in range(len(ts))]
         return of_images
-    def one(net, xi, tis):  # one text at a time, so no padding
+    def one(net, xi, tis):  # one text at a time, so no padding; its map over its own tokens (`kept`)
         xi, tis = xi[None], [ti[None] for ti in tis]
+        own = kind.kept(net, xi)[0]
         if shared:
-            return [{m: v[0].cpu() for m, v in d.items()} for d in layer_maps(net, xi, layer, tis, methods, reshape)]
+            got = layer_maps(net, xi, layer, tis, methods, reshape)
+            return [{m: v[0][..., own].cpu() for m, v in d.items()} for d in got]
         if rec.kind == 'token':
             emb, n = kind.embedding(net), kind.lengths(net, xi)
-            return [{rec.name: rec.token_maps(net, xi, emb, ti, n)[0].cpu()} for ti in tis]
-        return [{rec.name: cam_maps(net, xi, layer, ti, rec.name, 1, reshape)[0].cpu()} for ti in tis]
+            return [{rec.name: rec.token_maps(net, xi, emb, ti, n)[0][..., own].cpu()} for ti in tis]
+        return [{rec.name: cam_maps(net, xi, layer, ti, rec.name, 1, reshape)[0][..., own].cpu()} for ti in tis]
     def of_texts(net, *ts):
         parts = [one(net, xi, tis) for xi, *tis in zip(x, *ts)]
         return [{m: [p[j][m] for p in parts] for m in methods} for j in range(len(ts))]
@@ -167,7 +169,8 @@ def measure_cams(learn, # The learner whose model is measured (not changed)
     probs = torch.cat([act(o) for o in outs]).gather(1, t[:, None])[:, 0]  # the explained class's, on the inputs
     n_classes, size = act(outs[0]).shape[1], None if kind.takes_tokens else tuple(x.shape[-2:])
     targets = [t, other_classes(t, n_classes, seed)] if sanity and n_classes > 1 else [t]  # (a random other class each)
-    tokens = None if words is None else [[learn.dls.vocab[0][int(i)] for i in xi] for xi in x]
+    own = [kind.kept(net, xi[None])[0] for xi in x] if kind.takes_tokens else None  # the tokens each map covers
+    tokens = None if words is None else [[learn.dls.vocab[0][int(i)] for i in xi[k]] for xi, k in zip(x, own)]
     rows, got = {c[:2]: dict(method=c[0], layer=c[1]) for c in candidates}, {}
     for methods, name, reshape in progress_bar(candidate_groups(candidates), leave=False):
         maps_of = maps_function(kind, x, methods, name, reshape, batch_size)
@@ -179,7 +182,7 @@ def measure_cams(learn, # The learner whose model is measured (not changed)
         if sanity:
             checks = sanity_rows(net, maps_of, res, t, n_classes, seed, size, threshold)
             for m in methods: rows[m, name].update(checks[m][0])
-    if kind.takes_tokens: curves = token_curves_of(net, x, list(got.values()), t, MODES, steps, act=act)
+    if kind.takes_tokens: curves = token_curves_of(net, x, list(got.values()), t, MODES, steps, act=act, kept=own)
     else: curves = curves_of(net, x, list(got.values()), t, MODES, steps, baseline, batch_size, act, probs)
     for (k, maps), c in zip(got.items(), curves):
         row = rows[k]

@@ -49,9 +49,10 @@ class HFClassifier(nn.Module):
     "An HF sequence or image classifier as fastai runs it: one tensor in (token ids or pixels), its logits out"
     def __init__(self, hf:nn.Module, # The HF model: it takes `input_ids` (and `attention_mask`) or `pixel_values`
                  pad_id:int|None=None, # Text: the padding token's id, masked out of attention; `None`: an image model
+                 specials:tuple=(), # Text: the ids the tokenizer adds to every text (`[CLS]`, `[SEP]`), in no word
                 ):
         super().__init__()
-        self.hf, self.pad_id = hf, pad_id
+        self.hf, self.pad_id, self.specials = hf, pad_id, tuple(specials)
 
     def forward(self, x:Tensor)->Tensor:
         if self.pad_id is None: return self.hf(pixel_values=x).logits

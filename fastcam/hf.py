@@ -97,10 +97,10 @@ class HFTokenize(Transform):
     def decodes(self, x:TensorText): return TitledStr(' '.join(self.vocab[int(i)] for i in x))
 
     def words(self, x)->tuple[list, list]:
-        "The words of a text, and per token of its ids the index of its word (`None`: a special token)"
+        "The words of a text, and the index of the word of each of its own tokens (not those added to every text)"
         text, enc = x if isinstance(x, str) else x['text'], self._encode(x)
-        ids = enc.word_ids()
-        n = max((w for w in ids if w is not None), default=-1) + 1
+        ids = [w for w in enc.word_ids() if w is not None]  # (`None`: [CLS], [SEP], ...)
+        n = max(ids, default=-1) + 1
         return [text[slice(*enc.word_to_chars(w))] for w in range(n)], ids
 
 def pad_right(samples:list, pad_id:int)->list:
@@ -149,4 +149,6 @@ def hf_learner(dls:DataLoaders, # `hf_text_dls` for a sequence classifier; fasta
             raise ValueError(f"{type(model).__name__} has no input embeddings (get_input_embeddings() gave "
                              f"{type(emb).__name__}), where the token methods attribute: give a text classifier "
                              f"whose get_input_embeddings() is its token embedding")
-    return Learner(dls, HFClassifier(model, None if tok is None else tok.tokenizer.pad_token_id), **kwargs)
+    if tok is None: return Learner(dls, HFClassifier(model), **kwargs)
+    pad = tok.tokenizer.pad_token_id  # the ids it adds to every text, an empty one's ([CLS], [SEP]): in no word
+    return Learner(dls, HFClassifier(model, pad, [i for i in tok.tokenizer('')['input_ids'] if i != pad]), **kwargs)

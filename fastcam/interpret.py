@@ -405,9 +405,9 @@ def show_cam(self:Learner, item, # An item, as for `learn.predict`
 # %% ../nbs/13_interpret.ipynb #a51e230b
 @patch
 def tokens(self:CAMInterpretation, idxs:list)->list:
-    "The tokens of the items at `idxs` of `self.dl`, as the model saw them"
-    vocab = self.learn.dls.vocab[0]
-    return [[vocab[int(j)] for j in self.dl.dataset[i][0]] for i in idxs]
+    "The tokens of the items at `idxs` of `self.dl` that their maps cover (`ModelKind.kept`: no `[CLS]` or `[SEP]`)"
+    vocab, net, xs = self.learn.dls.vocab[0], unwrap_model(self.learn.model), [self.dl.dataset[i][0] for i in idxs]
+    return [[vocab[int(j)] for j in x[self.model_kind.kept(net, x[None])[0]]] for x in xs]
 
 def word_transform(dls)->Transform|None:
     "The text transform of `dls` that names each text's words and the word of each token (`HFTokenize`), else `None`"

@@ -33,6 +33,7 @@ class ModelKind:
     default_method:str='gradcam' # The method used when none is given
     embedding:Callable|None=None # model -> its token embedding (for `TOKEN_METHODS`), if it takes tokens
     lengths:Callable|None=None # (model, x) -> real tokens per item, if its inputs are padded sequences
+    specials:Callable|None=None # model -> the token ids added to every text, in no word: left out of each item's map
     chunked:Callable|None=None # model -> (the module that runs once per chunk of a long input, the chunk length)
     candidates:Callable|None=None # (model, a batch or None) -> the layers `layer='auto'` compares (`None`: the default)
     reads_attention:bool=False # Its attention methods apply (`ATTENTION_METHODS`, over the blocks of a ViT)
@@ -42,6 +43,12 @@ class ModelKind:
     def takes_tokens(self)->bool:
         "Whether the model takes padded token sequences: then each item's map is over its own tokens, a list per item"
         return self.lengths is not None
+
+    def kept(self, m:nn.Module, x:Tensor)->Tensor:
+        "`(bs, L)` bool: the tokens of `x` each item's map covers, its own (no padding, no token the tokenizer adds)"
+        keep = torch.arange(x.shape[-1], device=x.device) < self.lengths(m, x)[:, None]
+        if self.specials is None: return keep
+        return keep & ~torch.isin(x, torch.as_tensor(self.specials(m), dtype=x.dtype, device=x.device))
 
 # %% ../nbs/09_kinds.ipynb #9b3e51d0
 MIN_SIDE = 14  # A CNN's default layer is its deepest stage whose maps are at least this many positions a side (14_trust)
@@ -179,7 +186,8 @@ MODEL_KINDS = ModelKinds(
     # An HF sequence classifier in a fastai Learner (`HFClassifier`): any architecture, through its input embeddings
     ModelKind('hf text', lambda m: isinstance(m, HFClassifier) and m.pad_id is not None,
               lambda m, x: m.hf.get_input_embeddings(), layout=channels_last, default_method='intgrad',
-              embedding=lambda m: m.hf.get_input_embeddings(), lengths=lambda m, x: (x != m.pad_id).sum(1)),
+              embedding=lambda m: m.hf.get_input_embeddings(), lengths=lambda m, x: (x != m.pad_id).sum(1),
+              specials=lambda m: m.specials),
     ModelKind('hf vision', lambda m: _hf_vision(m) is not None, lambda m, x: _hf_vision(m)[0](m.hf),
               layout=_square_tokens, last_stage=lambda m, l: l if _hf_vision(m)[1] else None),
     ModelKind('text', _is_text, lambda m, x: m[0], layout=channels_last, default_method='intgrad',

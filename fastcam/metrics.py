@@ -164,6 +164,7 @@ def token_curves_of(model:nn.Module, # A model taking token ids `(bs, L)`
                     steps:int=20, # Number of steps from no token to all
                     fill:int=0, # What a removed token becomes (a text vocab's `xxunk` is 0)
                     act:Callable|None=None, # Model output -> `(n, c)` class probabilities; `None`: softmax of the logits
+                    kept:list|None=None, # Per text, `(L_i,)` bool: the tokens its maps cover; the rest stay; `None`: all
                    )->Tensor:
     """The curves of every map in every mode, `(len(maps), len(modes), n, steps+1)`: one forward per text, of all its
     perturbed copies at once"""
@@ -176,11 +177,14 @@ def token_curves_of(model:nn.Module, # A model taking token ids `(bs, L)`
     with inference_state(model), torch.no_grad():
         for i, (xi, ti) in enumerate(zip(x, target.tolist())):
             copies, blank = [], torch.full_like(xi, fill)
+            own = torch.ones_like(xi, dtype=torch.bool) if kept is None else kept[i].to(xi.device)
+            n = int(own.sum())
             for m in maps:
-                if len(m[i]) != len(xi): raise ValueError(f"A map of {len(m[i])} scores for {len(xi)} tokens: one per token")
+                if len(m[i]) != n: raise ValueError(f"A map of {len(m[i])} scores for {n} tokens: one per token")
                 order = m[i].to(xi.device).argsort(descending=True, stable=True)
-                rank = torch.empty_like(order).scatter_(0, order, torch.arange(len(xi), device=xi.device))
-                gone = rank[None] < torch.linspace(0, len(xi), steps + 1, device=xi.device).round()[:, None]
+                rank = torch.empty_like(order).scatter_(0, order, torch.arange(n, device=xi.device))
+                gone = own.new_zeros(steps + 1, len(xi))
+                gone[:, own] = rank[None] < torch.linspace(0, n, steps + 1, device=xi.device).round()[:, None]
                 copies += [torch.where(gone, blank, xi) if mode == 'deletion' else torch.where(gone, xi, blank)
                            for mode in modes]
             res[:, :, i] = act(model(torch.cat(copies)))[:, ti].view(len(maps), len(modes), steps + 1).cpu()

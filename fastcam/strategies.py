@@ -13,11 +13,12 @@ from sklearn.cluster import KMeans
 from torch import Tensor
 from fastcore.basics import patch, ifnone
 from .core import *
+from .tokens import word_maps
 from .metrics import baseline_input
 from .kinds import class_probs
 from .choose import sample_inputs
 from .show import cam_overlay, show_text_cam, as_rgb
-from .interpret import CAMInterpretation, vocab_target
+from .interpret import CAMInterpretation, vocab_target, word_transform, as_words
 
 # %% auto #0
 __all__ = ['SPREAD_MAX', 'DROP_MIN', 'TRANSFER_MIN', 'knn_affinity', 'spectral_embedding', 'eigengap', 'spectral_clusters',
@@ -166,17 +167,41 @@ def _image_tests(interp, c, members, others, region, baseline, batch_size)->tupl
     pasted = torch.where(region, x[torch.arange(len(xr)) % len(x)], xr)
     return drop.item(), (_probs_of(learn, pasted, c, batch_size) - p0[others]).mean().item()
 
+def _text_units(interp, idxs:list)->list:
+    """Per item at `idxs`: its token ids, which of them its map covers (`ModelKind.kept`), the names of its units (its
+    words where the DataLoaders name them, `word_transform`; else its tokens) and the unit of each token its map covers"""
+    learn, wt, res = interp.learn, word_transform(interp.learn.dls), []
+    net = unwrap_model(learn.model)
+    for i, x in zip(idxs, sample_inputs(learn, interp.items_at(idxs))):
+        own = interp.model_kind.kept(net, x[None])[0]
+        if wt is not None: names, unit = wt.words(interp.items_at(i))
+        else: names, unit = [learn.dls.vocab[0][int(t)] for t in x[own]], range(int(own.sum()))
+        res.append((x, own, names, torch.tensor(list(unit), dtype=torch.long)))
+    return res
+
+def _unit_features(maps:list, units:list)->tuple[np.ndarray, list]:
+    "`token_features` of the maps summed per unit (`_text_units`: word or token), and the units' names"
+    names = list(dict.fromkeys(n for *_, ns, _ in units for n in ns))
+    at = {n: j for j, n in enumerate(names)}
+    per = [word_maps(m, u.tolist(), len(ns)) for m, (*_, ns, u) in zip(maps, units)]
+    return token_features(per, [torch.tensor([at[n] for n in ns]) for *_, ns, _ in units], len(names)), names
+
 def _token_tests(interp, c, members, others, carriers, batch_size)->tuple[float, float]:
-    """`(drop, transfer)` of class `c` when the `carriers` token ids become `xxunk` (as in `token_curves`) in `members`,
-    or are appended to `others`"""
-    learn, p0 = interp.learn, _class_prob(interp.preds, c)
-    toks = sample_inputs(learn, interp.items_at(members))
-    car = torch.tensor(carriers, dtype=toks[0].dtype, device=toks[0].device)
-    gone = [torch.where(torch.isin(t, car), torch.zeros_like(t), t) for t in toks]
+    """`(drop, transfer)` of class `c` when the tokens of the `carriers` (words or tokens) become 0 (`xxunk`, as in
+    `token_curves`) in `members`, or are put after the last token of each of `others`"""
+    learn, p0, pieces, gone = interp.learn, _class_prob(interp.preds, c), {}, []
+    for x, own, names, unit in _text_units(interp, members):
+        hit = torch.tensor([names[u] in carriers for u in unit.tolist()], dtype=torch.bool)
+        for u in unit[hit].unique().tolist(): pieces.setdefault(names[u], x[own][unit == u])
+        gone.append(x.index_fill(0, own.nonzero()[:, 0][hit.to(x.device)], 0))
     drop = (p0[members] - _probs_of(learn, gone, c, batch_size)).mean()
     if not others: return drop.item(), float('nan')
-    pasted = [torch.cat([t, car]) for t in sample_inputs(learn, interp.items_at(others))]
+    car, pasted = torch.cat([pieces[n] for n in carriers]), []
+    for x, own, *_ in _text_units(interp, others):
+        end = int(own.nonzero().max()) + 1 if own.any() else len(x)  # (before what the tokenizer adds, [SEP])
+        pasted.append(torch.cat([x[:end], car, x[end:]]))
     return drop.item(), (_probs_of(learn, pasted, c, batch_size) - p0[others]).mean().item()
+
 
 # %% ../nbs/15_strategies.ipynb #s1500018
 @patch
@@ -226,8 +251,7 @@ def strategies(self:CAMInterpretation,
     groups, left_out = self._strategy_groups(classes, n_neighbours)
     for c, (idx, maps) in groups.items():
         if text:
-            toks = sample_inputs(self.learn, self.items_at(idx))
-            feats = token_features(maps, toks, len(self.learn.dls.vocab[0]))
+            feats, names = _unit_features(maps, _text_units(self, idx))
         else: feats = map_features(maps)
         labels, _ = spectral_clusters(feats, n_clusters, n_neighbours, min(max_clusters, len(idx) - 1), seed)
         mine = set(idx)
@@ -238,7 +262,7 @@ def strategies(self:CAMInterpretation,
             recipients = _spread_evenly(others, len(members))
             if text:
                 carriers, top = carrying_tokens(feats[sel])
-                region, spread = [self.learn.dls.vocab[0][t] for t in carriers], 1 - top
+                region, spread = [names[t] for t in carriers], 1 - top
                 fixed = spread <= 0.5  # one token carries half the attribution
                 drop, transfer = _token_tests(self, c, members, recipients, carriers, batch_size)
             else:
@@ -324,7 +348,8 @@ def _plot_token_strategies(self:CAMInterpretation, df, k, figsize, hide_special)
         shown = r['items'][:k]
         for j, (i, m) in enumerate(zip(shown, self._member_maps(r, shown))):
             head = _strategy_title(r).replace('\n', '; ') + f"; carried by {r['region']}\n" if j == 0 else ''
-            panels.append((self.tokens([i])[0], m, f"{head}#{i}"))
+            toks, m = as_words(word_transform(self.learn.dls), self.items_at(i), self.tokens([i])[0], m)
+            panels.append((toks, m, f"{head}#{i}"))
     fig, axs = plt.subplots(len(panels), 1, squeeze=False, figsize=ifnone(figsize, (10, 1.1 * len(panels))))
     for ax, (toks, m, t) in zip(axs[:, 0], panels): show_text_cam(toks, m, ax, hide_special, t)
     return fig

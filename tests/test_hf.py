@@ -27,17 +27,22 @@ def learn(request, tok):
 
 def ids_of(learn, i): return learn.dls.valid_ds[i][0].as_subclass(Tensor)
 
+def own_ids(tok, ids):
+    "The ids (or word ids) between the [CLS] the tokenizer puts first and the [SEP] it puts last: the text's own"
+    assert ids[0] in (tok.cls_token_id, None) and ids[-1] in (tok.sep_token_id, None)
+    return ids[1:-1]
+
 @pytest.mark.parametrize('method', ['intgrad', 'gradxinput', 'occlusion', 'smoothgrad', 'gradcam'])
-def test_maps_inside_get_preds(learn, method):
+def test_maps_inside_get_preds(learn, tok, method):
     plain = learn.get_preds()
     cb = CAMCallback(method=method)
     preds, targs = learn.get_preds(cbs=cb)
     assert torch.equal(preds, plain[0]) and torch.equal(targs, plain[1])
-    assert [len(m) for m in cb.maps] == [len(ids_of(learn, i)) for i in range(len(preds))]  # each over its own tokens
+    assert [len(m) for m in cb.maps] == [len(own_ids(tok, ids_of(learn, i))) for i in range(len(preds))]  # its own
     assert all(torch.isfinite(m).all() for m in cb.maps) and torch.equal(cb.targets, preds.argmax(1))
     assert no_hooks(learn.model)
 
-def test_intgrad_equals_captum(learn):
+def test_intgrad_equals_captum(learn, tok):
     from captum.attr import LayerIntegratedGradients
     cb = CAMCallback()  # the kind's default
     learn.get_preds(cbs=cb)
@@ -50,7 +55,8 @@ def test_intgrad_equals_captum(learn):
         ids = ids_of(learn, i)[None]
         attr = lig.attribute(ids, torch.full_like(ids, pad), target=int(cb.targets[i]), n_steps=4,
                              method='gausslegendre').sum(-1)[0]
-        torch.testing.assert_close(cb.maps[i], attr.detach().float(), rtol=1e-4, atol=1e-5)
+        assert ids[0, 0] == tok.cls_token_id and ids[0, -1] == tok.sep_token_id  # the text's own tokens: between
+        torch.testing.assert_close(cb.maps[i], attr[1:-1].detach().float(), rtol=1e-4, atol=1e-5)
 
 def test_words_summed_by_hand(learn, tok):
     interp = CAMInterpretation.from_learner(learn)
@@ -61,8 +67,9 @@ def test_words_summed_by_hand(learn, tok):
         enc = tok(text)
         assert enc['input_ids'] == ids_of(learn, i).tolist()
         by_hand = {}
-        for j, wid in enumerate(enc.word_ids()):
-            if wid is not None: by_hand[wid] = by_hand.get(wid, 0.) + float(m[j])
+        own = own_ids(tok, enc.word_ids())  # (the word ids of [CLS] and [SEP] are None)
+        assert len(m) == len(own) and None not in own
+        for j, wid in enumerate(own): by_hand[wid] = by_hand.get(wid, 0.) + float(m[j])
         assert w == text.split()  # (the reviews' words are separated by spaces)
         torch.testing.assert_close(wm, torch.tensor([by_hand[k] for k in range(len(w))]), rtol=1e-5, atol=1e-6)
 
@@ -76,11 +83,12 @@ def test_views_audit_and_app_show_words(learn):
     assert words == ['a', 'superb', 'film'] and m.shape == (3,)
     _, app_html = explain_item(learn, 'a superb film')
     assert '##' not in app_html and 'superb' in app_html and '[CLS]' not in app_html
-    assert any(t.startswith('##') for t in interp.tokens([0])[0])  # (the pieces were there)
+    toks = interp.tokens([0])[0]  # the sub-words each map covers: no [CLS], [SEP] or padding
+    assert any(t.startswith('##') for t in toks) and not {'[CLS]', '[SEP]', '[PAD]'} & set(toks)
 
 def test_every_verdict_applies(learn, tmp_path):
     """'auto', cam_report, sanity_checks, strategies and the audit on an HF text learner: each runs; the audit's panels
-    show words (its table of strategies, like `strategies()`, still names the sub-words that carry a cluster)"""
+    show words, and its table of strategies, like `strategies()`, names the words that carry a cluster"""
     from fastcam.choose import choose_cam
     import fastcam.trust, fastcam.strategies, fastcam.audit  # (they patch CAMInterpretation)
     interp = CAMInterpretation.from_learner(learn)
@@ -89,7 +97,9 @@ def test_every_verdict_applies(learn, tmp_path):
     report = interp.cam_report(max_items=4)
     assert len(report) and report['faithfulness'].notna().any()
     assert len(interp.sanity_checks(n=4))
-    assert len(interp.strategies(n_neighbours=2))
+    table = interp.strategies(n_neighbours=2)
+    words = {w for ws in interp.word_cams()[0] for w in ws}
+    assert len(table) and all(set(r) <= words for r in table['region'])  # words of the reviews, no sub-word
     html = interp.audit(tmp_path/'audit.html', k=2, sanity=False).read_text()
     assert all(w in html for w in interp.word_cams(interp._ranked(2, True)[:1])[0][0])  # the panels: words
 
@@ -101,7 +111,7 @@ def test_monitor_draws_words(tok):
     reviews = ['a superb film', 'the plot was dull']
     mon = CAMMonitor(reviews, target='pred')
     learn.fit(1, 1e-3, cbs=mon)
-    assert mon.epochs == [0, 1] and [len(m) for m in mon.history[1]] == [len(tok(r)['input_ids']) for r in reviews]
+    assert mon.epochs == [0, 1] and [len(m) for m in mon.history[1]] == [len(tok(r)['input_ids']) - 2 for r in reviews]
     texts = [t.get_text() for ax in mon.plot_history().axes for t in ax.texts]
     assert 'superb' in texts and '[CLS]' not in texts and not any(t.startswith('##') for t in texts)
 
