@@ -10,13 +10,13 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from contextlib import contextmanager, ExitStack
 from fastcore.basics import patch
-from typing import Callable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 from .core import *
 from .methods import *
 
 # %% auto #0
-__all__ = ['VIT_ZOOS', 'ViTZoo', 'find_vit', 'vit_zoo', 'vit_blocks', 'rollout_rows', 'gradrollout_rows', 'legrad_rows',
-           'AttentionHook']
+__all__ = ['VIT_ZOOS', 'MEMORY_SHARE', 'ViTZoo', 'find_vit', 'vit_zoo', 'vit_blocks', 'rollout_rows', 'gradrollout_rows',
+           'legrad_rows', 'free_memory', 'graph_bytes', 'AttentionHook']
 
 # %% ../nbs/04_vit.ipynb #c647030b
 def _hf_probs(attn:nn.Module, args:tuple, kwargs:dict)->tuple[Tensor, Tensor]:
@@ -62,10 +62,10 @@ def _mha_probs(attn:nn.Module, args:tuple, kwargs:dict)->tuple[Tensor, Tensor]:
     if not attn.batch_first or attn.in_proj_weight is None or attn.bias_k is not None:
         raise ValueError("Attention methods need batch-first nn.MultiheadAttention with one in_proj_weight, as "
                          "torchvision's VisionTransformer has")
-    _, P = attn.forward(x, x, x, need_weights=True, average_attn_weights=False)
-    d, (bs, n, _) = attn.embed_dim, x.shape
-    b = None if attn.in_proj_bias is None else attn.in_proj_bias[2 * d:]
-    v = F.linear(x, attn.in_proj_weight[2 * d:], b).unflatten(-1, (attn.num_heads, -1)).transpose(1, 2)
+    d, (bs, n, _) = attn.embed_dim, x.shape  # q, k and v in one product, as the fused kernel makes them
+    q, k, v = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).unflatten(-1, (3, attn.num_heads, -1)).permute(
+        2, 0, 3, 1, 4)
+    P = (q @ k.transpose(-1, -2) * (d // attn.num_heads) ** -0.5).softmax(-1)
     return P, attn.out_proj((P @ v).transpose(1, 2).reshape(bs, n, d))
 
 class ViTZoo(NamedTuple):
@@ -126,26 +126,22 @@ def gradrollout_rows(hook:AttentionHook, pick:Callable, cols:list)->list:
     "Chefer et al.'s rule (`R = I`, then `R += E_h[(∇A ⊙ A)⁺] · R` per block), from the last block back to a row"
     n, res = hook.grid.n_prefix, []
     for j, c in enumerate(cols):
-        g, = torch.autograd.grad(pick(hook.scores, c), hook.leaf, retain_graph=j < len(cols) - 1)
-        r = g.new_zeros(g.shape[:2])
-        if n: r[:, :n] = 1 / n
-        else: r += 1 / r.shape[1]
-        for i in reversed(range(len(hook.span))):
-            x, o = hook.replay(i)
-            if hook.P is None: g, = torch.autograd.grad(o, x, g); continue
-            g, G = torch.autograd.grad(o, (x, hook.P), g)
-            r = r + (r[:, None] @ (G * hook.P.detach()).clamp_min(0).mean(1))[:, 0]  # (no graph: `compute` records)
+        r = None
+        for G, P in hook.block_grads(pick(hook.scores, c), j < len(cols) - 1):  # the last block first
+            if r is None:
+                r = G.new_zeros(G.shape[0], G.shape[-1])
+                if n: r[:, :n] = 1 / n
+                else: r += 1 / r.shape[1]
+            r = r + (r[:, None] @ (G * P.detach()).clamp_min(0).mean(1))[:, 0]  # (no graph: `compute` records)
         res.append(r[:, n:])
     return res
 
 def legrad_rows(hook:AttentionHook, pick:Callable, cols:list)->list:
     "LeGrad: each hooked block's positive gradients of its own class score, averaged over heads and queries, then blocks"
     head, n, acc = hook.head(), hook.grid.n_prefix, [0.] * len(cols)
-    for i, b in enumerate(hook.span):
-        if all(b is not h for h in hook.blocks): continue
-        _, o = hook.replay(i)
+    for o, P in hook.block_outputs():
         for j, c in enumerate(cols):
-            G, = torch.autograd.grad(pick(head(o), c), hook.P, retain_graph=j < len(cols) - 1)
+            G, = torch.autograd.grad(pick(head(o), c), P, retain_graph=j < len(cols) - 1)
             acc[j] = acc[j] + G.clamp_min(0).mean((1, 2))[:, n:]
     return [a / len(hook.blocks) for a in acc]
 
@@ -160,16 +156,40 @@ for _m in (
              "Sensitivity, ICCV 2025 (as torchcam's: each block's tokens averaged, then the final norm and head)")):
     register_method(_m, replace=True)
 
+# %% ../nbs/04_vit.ipynb #2f27f559
+MEMORY_SHARE = 0.25 # `memory='auto'` keeps the blocks' graph (`'fast'`) where it takes at most this share of the free memory
+
+def free_memory(device:torch.device)->int|None:
+    "Bytes free on `device`: CUDA's free memory, or on a CPU the kernel's `MemAvailable` (`None`: unknown)"
+    if device.type == 'cuda': return torch.cuda.mem_get_info(device)[0]
+    try: return next(int(l.split()[1]) * 1024 for l in open('/proc/meminfo') if l.startswith('MemAvailable:'))
+    except (OSError, StopIteration, ValueError): return None
+
+def graph_bytes(x:Tensor, # The tokens `(bs, N, D)` entering the first block
+                n_blocks:int, # Blocks whose graph is kept
+               )->int:
+    """About the memory of the graph of `n_blocks` ViT blocks (bs·(16·N·D + 3·h·N²) numbers each, `h = D/64` heads):
+    their saved activations, the MLP's four times wider, and the attention's scores, probabilities and their copy"""
+    bs, n, d = x.shape
+    return n_blocks * bs * (16 * n * d + 3 * max(1, d // 64) * n * n) * x.element_size()
+
+
 # %% ../nbs/04_vit.ipynb #2f27f56a
 class AttentionHook:
     """Read the attention probabilities of a ViT's blocks in forward passes, and turn them into maps with `compute`.
-    A method without gradients gets the rollout product `R`, folded in as the blocks run; a gradient method keeps each
-    block's input only (`ins`), and its record's `attention` runs the blocks of `span` again one at a time (`replay`),
-    so that one block's graph is in memory at a time"""
+    A method without gradients gets the rollout product `R`, folded in as the blocks run. A gradient method either
+    keeps the blocks' graph from the forward (`memory='fast'`: the probabilities `Ps`, and for LeGrad each block's
+    output with its graph cut from the block before) and goes back through it once, or keeps each block's input only
+    (`'lean'`: `ins`) and runs the blocks of `span` again one at a time (`replay`), one block's graph in memory at a
+    time; `'auto'`: fast where `graph_bytes` is at most `MEMORY_SHARE` of the device's `free_memory`"""
     def __init__(self, model:nn.Module, # A ViT, or a model with one inside (a fastai `vision_learner`'s)
                  layer:nn.Module|str|list|None=None, # A block, a list of them, or the module holding all; `None`: all
                  method:str='rollout', # One of `ATTENTION_METHODS`
+                 memory:str='auto', # Gradient methods: `'fast'`, `'lean'` or `'auto'` (see above)
                 ):
+        if memory not in ('auto', 'fast', 'lean'):
+            raise ValueError(f"memory is 'fast' (keep the blocks' graph), 'lean' (run each block again) or 'auto', "
+                             f"not {memory!r}")
         self.cam_method = rec = get_method(method)
         if rec.kind != 'attention': raise ValueError(f"AttentionHook takes one of {ATTENTION_METHODS}, not {method!r}")
         self.model, (self.zoo, self.vit) = model, vit_zoo(model)
@@ -186,8 +206,8 @@ class AttentionHook:
         self.blocks = [every[i] for i in hooked]  # in the order they run
         self.span = every[hooked[0]:hooked[-1] + 1]  # (the gradient goes back through the blocks between)
         self.name, self.grid = [find_layer(model, b)[0] for b in self.blocks], self.zoo.grid(self.vit)
-        self.ins, self.R, self.P, self.leaf, self.scores = [], None, None, None, None
-        self.grad_mode = self._mode = None
+        self.ins, self.R, self.P, self.leaf, self.scores, self.Ps, self.outs = [], None, None, None, None, [], []
+        self.memory, self.fast, self.grad_mode, self._mode = memory, False, None, None
         self.paused, self.replaying = False, False
         self.handles = [self.span[0].register_forward_pre_hook(self._start)]
         for b in self.blocks:
@@ -195,25 +215,14 @@ class AttentionHook:
             self.handles += [a.register_forward_pre_hook(self._attending),
                              a.register_forward_hook(self._attended, with_kwargs=True)]
         if rec.grads: self.handles += [b.register_forward_pre_hook(self._kept, with_kwargs=True) for b in self.span]
+        if rec.blockwise: self.handles += [b.register_forward_hook(self._ran) for b in self.blocks]
         if rec.grads and not rec.blockwise: self.handles.append(self.span[-1].register_forward_hook(self._cut))
 
     def _live(self)->bool: return not self.paused and not self.replaying
 
-    def _capturing(self)->bool:  # rollout's forward, and the replays of a zoo that cannot run unfused in place
-        return not self.paused and (self.replaying and self.zoo.unfused is None or not self.cam_method.grads)
-
-    def _start(self, m, args):
-        if self._live(): self.ins, self.R, self.leaf, self.grad_mode = [], None, None, None
-
-    def _kept(self, m, args, kwargs):  # the gradient methods: each block's input, to run the block again
-        if self._live(): self.ins.append(((args[0].detach(), *args[1:]), kwargs))
-
-    def _cut(self, m, i, o):  # gradient rollout: the graph from the last hooked block's output on, as `CAMHook` does
-        if not self._live(): return
-        self.grad_mode = torch.is_grad_enabled()
-        torch.set_grad_enabled(True)
-        self.leaf = o.detach().requires_grad_()
-        return self.leaf.clone()
+    def _capturing(self)->bool:  # rollout's and a fast forward, and the replays of a zoo that cannot run unfused in place
+        if self.paused: return False
+        return self.zoo.unfused is None if self.replaying else self.fast or not self.cam_method.grads
 
     def _attending(self, m, args):  # the fused attention runs as in plain inference: no graph, the same kernels
         if self._capturing(): self._mode = torch.is_grad_enabled(); torch.set_grad_enabled(False)
@@ -228,17 +237,48 @@ class AttentionHook:
             self.R = A if self.R is None else A @ self.R
             return
         self.P = P
+        if self.fast and not self.replaying: self.Ps.append(P)
         first = out[0] if isinstance(out, tuple) else out
         same = first.detach() + (mine - mine.detach())  # the fused value, bit for bit; the gradient through `P`
         return (same, *out[1:]) if isinstance(out, tuple) else same
 
     def remove(self):
         for h in self.handles: h.remove()
-        self.handles, self.ins, self.R, self.P, self.leaf = [], [], None, None, None
+        self.handles, self.ins, self.R, self.P, self.leaf, self.Ps, self.outs = [], [], None, None, None, [], []
 
     def __enter__(self): return self
 
     def __exit__(self, *args): self.remove()
+
+# %% ../nbs/04_vit.ipynb #2f27f56b
+@patch
+def _start(self:AttentionHook, m, args):  # each forward: fast or lean, by the memory its graph would take
+    if not self._live(): return
+    self.ins, self.R, self.leaf, self.grad_mode, self.Ps, self.outs = [], None, None, None, [], []
+    free = free_memory(args[0].device) if self.memory == 'auto' and self.cam_method.grads else None
+    self.fast = self.memory == 'fast' or (free is not None and
+                                          graph_bytes(args[0], len(self.span)) <= MEMORY_SHARE * free)
+    if self.fast: self.grad_mode = torch.is_grad_enabled(); torch.set_grad_enabled(True)  # (`compute` restores it)
+
+@patch
+def _kept(self:AttentionHook, m, args, kwargs):  # the gradient methods: each block's input, to run the block again
+    if not self._live(): return
+    if not self.fast: self.ins.append(((args[0].detach(), *args[1:]), kwargs)); return
+    if self.cam_method.blockwise or m is self.span[0]:  # LeGrad: each block's graph its own; else from the first
+        return (args[0].detach().requires_grad_(), *args[1:]), kwargs
+
+@patch
+def _ran(self:AttentionHook, m, i, o):  # LeGrad, fast: each hooked block's output, with its graph
+    if self._live() and self.fast: self.outs.append(first_output(o))
+
+@patch
+def _cut(self:AttentionHook, m, i, o):  # gradient rollout, lean: the graph from the last hooked block's output on
+    if not self._live() or self.fast: return
+    self.grad_mode = torch.is_grad_enabled()
+    torch.set_grad_enabled(True)
+    self.leaf = o.detach().requires_grad_()
+    return self.leaf.clone()
+
 
 # %% ../nbs/04_vit.ipynb #7557c8f7
 @patch
@@ -254,6 +294,30 @@ def replay(self:AttentionHook, i:int)->tuple:
             if got: self.P = got[0][-1]
             return x, o
     finally: self.replaying = False
+
+@patch
+def block_grads(self:AttentionHook, score:Tensor, # A class score of the forward
+                retain:bool=False, # Keep the graph for another score
+               )->Iterable:
+    """`(∇P, P)` of each hooked block's probabilities for `score`, the last block first: in one backward through the
+    forward's graph (fast), or block by block, each run again (lean)"""
+    if self.fast: return reversed(list(zip(torch.autograd.grad(score, self.Ps, retain_graph=retain), self.Ps)))
+    return self._replayed_grads(score, retain)
+
+@patch
+def _replayed_grads(self:AttentionHook, score:Tensor, retain:bool)->Iterable:
+    g, = torch.autograd.grad(score, self.leaf, retain_graph=retain)
+    for i in reversed(range(len(self.span))):
+        x, o = self.replay(i)
+        if self.P is None: g, = torch.autograd.grad(o, x, g); continue
+        g, G = torch.autograd.grad(o, (x, self.P), g)
+        yield G, self.P
+
+@patch
+def block_outputs(self:AttentionHook)->Iterable:
+    "`(output, P)` of each hooked block, in order: kept from the forward (fast), or of the block run again (lean)"
+    if self.fast: return zip(self.outs, self.Ps)
+    return ((self.replay(i)[1], self.P) for i, b in enumerate(self.span) if any(b is h for h in self.blocks))
 
 @patch
 def head(self:AttentionHook)->Callable:
@@ -273,7 +337,8 @@ def compute(self:AttentionHook, out:Tensor, target:str|int|list|Tensor='pred', x
             lengths:Tensor|None=None)->tuple[Tensor, Tensor|None]:
     "Maps `(bs, h, w)` over the patch grid and the class per item, as `CAMHook.compute` (`x`, `model`: unused)"
     rec = self.cam_method
-    done = len(self.ins) == len(self.span) if rec.grads else self.R is not None
+    done = (len(self.Ps) == len(self.blocks) if self.fast else len(self.ins) == len(self.span)) if rec.grads else (
+        self.R is not None)
     if not done: raise RuntimeError(f"The blocks {self.name} did not run in the forward pass: call compute after "
                                     f"one forward of the model")
     try:
@@ -287,7 +352,7 @@ def compute(self:AttentionHook, out:Tensor, target:str|int|list|Tensor='pred', x
             rows = rec.attention_rows(self, pick, cols if rec.grads else cols[:1])
     finally:
         if self.grad_mode is not None: torch.set_grad_enabled(self.grad_mode)  # (as `_cut` found it)
-        self.ins, self.R, self.P, self.leaf, self.grad_mode, self.scores = [], None, None, None, None, None
+        self.ins, self.R, self.P, self.leaf, self.grad_mode, self.scores, self.Ps, self.outs = [], None, None, None, None, None, [], []
     (h, w), got = self.grid.grid, rows[0].shape[1]
     if got != h * w:
         raise ValueError(f"The ViT's {got} patch tokens do not fold to its grid {h}×{w} (a dynamic input size?): "
