@@ -6,10 +6,10 @@ time per batch of maps ÷ a plain forward, and peak memory ÷ plain inference.
     python benchmarks/bench_methods.py --device cuda   # the same on a GPU (memory: torch's peak allocated)
 """
 from __future__ import annotations
-import argparse, copy, json, subprocess, sys, tempfile, time
+import argparse, copy, json, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 import torch
-from fastai.vision.all import create_vision_model, resnet34, resnet18, set_seed
+from fastai.vision.all import create_vision_model, resnet34, resnet18, resnet50, set_seed
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_cam import paired, _status, SEED, THREADS
 from render import fmt, provenance, render_methods
@@ -19,7 +19,11 @@ from fastcam.perturb import sscam_weights, iscam_weights
 
 PERTURB = ('scorecam', 'sscam', 'iscam', 'ablationcam')
 VIT_ROWS = ('gradcam@vit', *ATTENTION_METHODS)  # on a ViT-S/16: Grad-CAM at the last block's norm, the attention methods
-SMOKE = ('gradcam', 'ablationcam', 'guidedgradcam', 'gradcam@vit', 'legrad')  # a smoke run: each path of the script once
+LEAN = ('gradrollout@lean', 'legrad@lean')  # fastcam's lean replay, one block's graph at a time (`memory='lean'`)
+# How the cost grows: with the masked-input batch size, and with the channels (resnet50's third stage: 1024, at
+# 224 px; one timed call per library, each a thousand forwards)
+SCALE = ('scorecam@bs16', 'scorecam@bs256', 'scorecam@resnet50', 'ablationcam@resnet50')
+SMOKE = ('gradcam', 'ablationcam', 'guidedgradcam', 'gradcam@vit', 'legrad', 'legrad@lean', 'scorecam@bs256')  # each path
 SAMPLES = 5  # SS-CAM's and IS-CAM's samples here (35 and 10 by default), the same for torchcam: a CPU cannot do more
 PGC = {'gradcam': 'GradCAM', 'hirescam': 'HiResCAM', 'gradcam++': 'GradCAMPlusPlus', 'xgradcam': 'XGradCAM',
        'layercam': 'LayerCAM', 'eigencam': 'EigenCAM', 'gradcamelementwise': 'GradCAMElementWise',
@@ -32,9 +36,13 @@ TORCHCAM = {'cam': 'CAM', 'gradcam': 'GradCAM', 'gradcam++': 'GradCAMpp', 'xgrad
 
 def setting(method:str, smoke:bool)->dict:
     "Model, batch and layer of a method's row: resnet34 at 224 px for one pass; resnet18 at 64 px for re-runs"
+    if method.endswith('@resnet50'):  # resnet50's third stage: 1024 channels, 14×14 maps
+        return dict(arch='resnet50', bs=1, size=224, layer='0.6', batch_size=64, once=True)
+    if '@bs' in method: return dict(arch='resnet18', bs=2, size=64, layer='0.6', batch_size=int(method.split('@bs')[1]))
     if method in PERTURB: return dict(arch='resnet18', bs=2, size=64, layer='0.6')  # 256 channels, 4×4 maps
-    if method in VIT_ROWS: return dict(arch='vit_s', bs=2 if smoke else 4, size=32 if smoke else 224,
-                                       layer='encoder.layers.encoder_layer_11.ln_1')
+    if method in VIT_ROWS or method in LEAN:
+        return dict(arch='vit_s', bs=2 if smoke else 4, size=32 if smoke else 224,
+                    layer='encoder.layers.encoder_layer_11.ln_1')
     return dict(arch='resnet18', bs=2, size=64, layer='0') if smoke else dict(arch='resnet34', bs=8, size=224, layer='0')
 
 def model_and_batch(arch, bs, size, device, layer=None):
@@ -44,14 +52,17 @@ def model_and_batch(arch, bs, size, device, layer=None):
         model = VisionTransformer(size, 16, num_layers=12, num_heads=6, hidden_dim=384, mlp_dim=1536, num_classes=2)
         torch.nn.init.normal_(model.heads.head.weight, std=0.02)  # (torchvision's is zero, and so every gradient)
         return model.eval().to(device), torch.randn(bs, 3, size, size, device=device)
+    body, nf = {'resnet34': (resnet34, 512), 'resnet18': (resnet18, 512), 'resnet50': (resnet50, 2048)}[arch]
     head = dict(custom_head=torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                                                torch.nn.Linear(512, 2)))  # a head plain CAM applies to
-    model = create_vision_model(resnet34 if arch == 'resnet34' else resnet18, 2, pretrained=False, **head)
+                                                torch.nn.Linear(nf, 2)))  # a head plain CAM applies to
+    model = create_vision_model(body, 2, pretrained=False, **head)
     return model.eval().to(device), torch.randn(bs, 3, size, size, device=device)
 
 def method_fn(lib, method, model, layer, batch_size=64):
     "`x, t -> maps` for `method` in library `lib`, set up as a user would (outside the timing)"
     mod = model.get_submodule(layer)
+    if method in LEAN: return lean_fn(method.split('@')[0], model)
+    if '@' in method and method != 'gradcam@vit': method = method.split('@')[0]  # (a scaling row: the same method)
     name = method
     if method in ATTENTION_METHODS: return attention_fn(lib, method, model)
     if method == 'gradcam@vit':
@@ -88,6 +99,23 @@ def method_fn(lib, method, model, layer, batch_size=64):
         return run
     raise ValueError(lib)
 
+def lean_fn(method, model):
+    "fastcam's attention method with the lean replay (`AttentionHook(memory='lean')`), as `cam_maps` runs it"
+    from fastcam.vit import AttentionHook
+    from fastcam.core import inference_state
+    def run(x, t):
+        with inference_state(model), AttentionHook(model, None, method, memory='lean') as hook:
+            with torch.no_grad(): out = model(x)
+            return hook.compute(out, t)[0]
+    return run
+
+def once(f, base):
+    "`f`'s time ÷ the median of `base`'s over three calls, `f` called once (rows whose one call takes minutes)"
+    base(); tb = []
+    for _ in range(3): t = time.perf_counter(); base(); tb.append(time.perf_counter() - t)
+    t = time.perf_counter(); f(); r = (time.perf_counter() - t) / statistics.median(tb)
+    return r, r, r
+
 def attention_fn(lib, method, model):
     "An attention method over every block: fastcam's, or torchcam's LeGrad given the same blocks"
     if lib == 'fastcam': return lambda x, t: cam_maps(model, x, None, t, method)
@@ -97,8 +125,11 @@ def attention_fn(lib, method, model):
             with torch.enable_grad(): return cam(t.tolist(), model(x))
     return run
 
-def libs_of(method): return ['fastcam'] + (['pytorch-grad-cam'] if method in PGC or method == 'gradcam@vit' else []) + (
-    ['torchcam'] if method in TORCHCAM or method == 'legrad' else [])
+def libs_of(method):
+    if method in LEAN: return ['fastcam']
+    base = method if method == 'gradcam@vit' else method.split('@')[0]
+    return ['fastcam'] + (['pytorch-grad-cam'] if base in PGC or base == 'gradcam@vit' else []) + (
+        ['torchcam'] if base in TORCHCAM or base == 'legrad' else [])
 
 def sync(device):
     if device == 'cuda': torch.cuda.synchronize()
@@ -110,7 +141,7 @@ def mem_child(lib, method, smoke, device):
     model, x = model_and_batch(s['arch'], s['bs'], s['size'], device)
     if lib != 'plain':
         model = copy.deepcopy(model)
-        f = method_fn(lib, method, model, s['layer'])
+        f = method_fn(lib, method, model, s['layer'], s.get('batch_size', 64))
     t = torch.zeros(len(x), dtype=torch.long, device=device)
     if device == 'cuda': torch.cuda.reset_peak_memory_stats(); before = torch.cuda.memory_allocated() / 2**20
     else:
@@ -134,7 +165,8 @@ def main(smoke=False, device='cpu', repeats=3, out='benchmarks/METHODS.md', only
     if smoke: repeats, SAMPLES = 1, 1
     t0, res = time.time(), {}
     log = lambda *a: print(*a, flush=True)
-    methods = SMOKE if smoke else only or [m for m in CAM_METHODS if not m.endswith('_bench')] + list(VIT_ROWS)
+    methods = SMOKE if smoke else only or [m for m in CAM_METHODS if not m.endswith('_bench')] + [*VIT_ROWS, *LEAN,
+                                                                                                   *SCALE]
     for method in methods:
         s = setting(method, smoke)
         model, x = model_and_batch(s['arch'], s['bs'], s['size'], device)
@@ -143,13 +175,13 @@ def main(smoke=False, device='cpu', repeats=3, out='benchmarks/METHODS.md', only
             with torch.no_grad(): model(x)
             sync(device)
         row = dict(setting=s, family=get_method(method.split('@')[0]).family, time={}, mem={})
-        mem = not smoke or method == SMOKE[0]  # a process per library: seconds each (a smoke run: fastcam's once)
+        mem = method == SMOKE[0] if smoke else not s.get('once')  # a process per library (a smoke run: fastcam's once)
         plain_mem = measure_mem('plain', method, smoke, device)['peak'] if mem else None
         for lib in libs_of(method):
             m = copy.deepcopy(model)  # the peers may write .grad or swap modules
-            f = method_fn(lib, method, m, s['layer'])
+            f = method_fn(lib, method, m, s['layer'], s.get('batch_size', 64))
             def call(): f(x, t); sync(device)
-            row['time'][lib] = paired(call, plain, repeats)
+            row['time'][lib] = once(call, plain) if s.get('once') else paired(call, plain, repeats)
             if mem and (lib == 'fastcam' or not smoke):
                 row['mem'][lib] = measure_mem(lib, method, smoke, device)['peak'] / plain_mem
         if only: row['again'] = provenance(THREADS, device)

@@ -183,14 +183,21 @@ def render_methods(v:dict)->str:
          "both libraries. ViT rows (`gradcam@vit`, the attention methods): torchvision's `VisionTransformer` with "
          "ViT-S/16's sizes, random weights; Grad-CAM at the last block's `ln_1` (pytorch-grad-cam with its "
          "`reshape_transform`), the attention methods over every block (torchcam's LeGrad given the same blocks). "
-         "Each row's model, batch size and image size are in its `setting` column.", "",
+         "Each row's model, batch size and image size are in its `setting` column. Rows `@lean`: fastcam's attention "
+         "methods with the lean replay, one block's graph at a time (`AttentionHook(memory='lean')`), where the plain "
+         "rows keep the blocks' graph (`memory='auto'` keeps it where it takes at most a quarter of the free memory). "
+         "Rows `@bs16`, `@bs256`: the same Score-CAM with another masked-input `batch_size`; rows `@resnet50`: "
+         "resnet50's third stage (1024 channels, 14×14 maps) on one 224 px image, each library timed once (a "
+         "thousand forwards a call).", "",
          "| method | setting | fastcam time | pytorch-grad-cam time | torchcam time | fastcam memory | "
          "pytorch-grad-cam memory | torchcam memory |", "|---|---|---|---|---|---|---|---|"]
     for m, r in v['methods'].items():
         s = r['setting']
         cells = [fmt(r['time'][l]) if l in r['time'] else '—' for l in LIBS]
         cells += [f"{r['mem'][l]:.2f}×" if l in r['mem'] else '—' for l in LIBS]
-        L.append(f"| `{m}` | {s['arch']}, bs {s['bs']}, {s['size']} px | " + ' | '.join(cells) + ' |')
+        more = (f", `{s['layer']}`" if s['arch'] == 'resnet50' else '') + (
+            f", batch_size {s['batch_size']}" if 'batch_size' in s else '')
+        L.append(f"| `{m}` | {s['arch']}, bs {s['bs']}, {s['size']} px{more} | " + ' | '.join(cells) + ' |')
     L += ["", "## Token methods, inside `get_preds`", "",
           "fastai's `text_classifier_learner(dls, AWD_LSTM, pretrained=False)` on the validation reviews of "
           "`synth_reviews(700)`: time of `get_preds(cbs=CAMCallback(method=m))` ÷ a plain `get_preds`, each method "

@@ -19,12 +19,12 @@ __all__ = ['VIT_ZOOS', 'MEMORY_SHARE', 'ViTZoo', 'find_vit', 'vit_zoo', 'vit_blo
            'legrad_rows', 'free_memory', 'graph_bytes', 'AttentionHook']
 
 # %% ../nbs/04_vit.ipynb #c647030b
-def _hf_probs(attn:nn.Module, args:tuple, kwargs:dict)->tuple[Tensor, Tensor]:
-    "An HF ViT's attention (transformers ≥ 5: `q_proj`, `k_proj`, `v_proj`, `o_proj`) run again: probabilities, output"
+def _hf_parts(attn:nn.Module, args:tuple, kwargs:dict)->tuple[Tensor, Tensor, nn.Module]:
+    "An HF ViT's attention (transformers ≥ 5: `q_proj`, `k_proj`, `v_proj`, `o_proj`) run again: probabilities, values"
     x = args[0] if args else kwargs['hidden_states']
-    (bs, n, _), heads = x.shape, lambda t: t.unflatten(-1, (-1, attn.head_dim)).transpose(1, 2)
+    heads = lambda t: t.unflatten(-1, (-1, attn.head_dim)).transpose(1, 2)
     P = (heads(attn.q_proj(x)) @ heads(attn.k_proj(x)).transpose(-1, -2) * attn.scaling).softmax(-1)
-    return P, attn.o_proj((P @ heads(attn.v_proj(x))).transpose(1, 2).reshape(bs, n, -1))
+    return P, heads(attn.v_proj(x)), attn.o_proj
 
 def _hf_vit(m:nn.Module)->nn.Module|None:
     "The ViT inside an HF `ViTForImageClassification` or `DeiTForImageClassification` (transformers ≥ 5), else `None`"
@@ -56,8 +56,8 @@ def _timm_probs(attn:nn.Module, args:tuple, kwargs:dict)->tuple[Tensor, Tensor]:
     with _timm_unfused(attn) as got: out = attn.forward(*args, **kwargs)
     return got[0], out
 
-def _mha_probs(attn:nn.Module, args:tuple, kwargs:dict)->tuple[Tensor, Tensor]:
-    "A batch-first `nn.MultiheadAttention` over one sequence: its probabilities, and its output written from them"
+def _mha_parts(attn:nn.Module, args:tuple, kwargs:dict)->tuple[Tensor, Tensor, nn.Module]:
+    "A batch-first `nn.MultiheadAttention` over one sequence: its probabilities, values and output projection"
     x = args[0] if args else kwargs['query']
     if not attn.batch_first or attn.in_proj_weight is None or attn.bias_k is not None:
         raise ValueError("Attention methods need batch-first nn.MultiheadAttention with one in_proj_weight, as "
@@ -65,9 +65,33 @@ def _mha_probs(attn:nn.Module, args:tuple, kwargs:dict)->tuple[Tensor, Tensor]:
     d, (bs, n, _) = attn.embed_dim, x.shape  # q, k and v in one product, as the fused kernel makes them
     q, k, v = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).unflatten(-1, (3, attn.num_heads, -1)).permute(
         2, 0, 3, 1, 4)
-    P = (q @ k.transpose(-1, -2) * (d // attn.num_heads) ** -0.5).softmax(-1)
-    return P, attn.out_proj((P @ v).transpose(1, 2).reshape(bs, n, d))
+    return (q @ k.transpose(-1, -2) * (d // attn.num_heads) ** -0.5).softmax(-1), v, attn.out_proj
 
+def _written(parts:Callable)->Callable:
+    "The `probs` of an attention whose output is its projection of the heads of `P @ v` (`parts` gives all three)"
+    def probs(attn, args, kwargs):
+        P, v, proj = parts(attn, args, kwargs)
+        return P, proj((P @ v).transpose(1, 2).flatten(2))
+    return probs
+
+class _ThroughProbs(torch.autograd.Function):
+    """`out` as it is; backward, the gradient that `proj(heads of P @ v)` would pass to `P` and `v`: a gradient
+    method's fast forward gets the fused attention's output bit for bit, with no `P @ v` or projection run again"""
+    @staticmethod
+    def forward(ctx, out, P, v, w):
+        ctx.save_for_backward(P, v, w)
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx, g):
+        P, v, w = ctx.saved_tensors
+        gA = (g @ w).unflatten(-1, (v.shape[1], -1)).transpose(1, 2)  # through the projection, back to heads
+        gP = gA @ v.transpose(-1, -2) if ctx.needs_input_grad[1] else None
+        gv = P.transpose(-1, -2) @ gA if ctx.needs_input_grad[2] else None
+        return None, gP, gv, None
+
+
+# %% ../nbs/04_vit.ipynb #7a1e000b
 class ViTZoo(NamedTuple):
     "What differs between the ViT families that attention methods read"
     name:str
@@ -79,6 +103,7 @@ class ViTZoo(NamedTuple):
     unfused:Callable|None # `attention ->` a context in which it runs unfused, its probs appended to the list it gives
     grid:Callable # `vit -> TokenGrid`: prefix tokens and patch grid
     head:Callable # `vit -> (tokens -> logits)`: LeGrad's class score of a block's tokens
+    parts:Callable|None=None # `(attention, args, kwargs) -> (probs, values, projection)`, where `probs` writes them
 
 VIT_ZOOS = [
     ViTZoo('timm', lambda m: token_grid(m) is not None and isinstance(getattr(m, 'blocks', None), nn.Module)
@@ -87,12 +112,13 @@ VIT_ZOOS = [
            lambda v: v.blocks, lambda b: b.attn, lambda b: b.norm1, _timm_probs, _timm_unfused, token_grid,
            lambda v: lambda t: v.head(v.head_drop(v.fc_norm(v.norm(t.mean(1)))))),
     ViTZoo('torchvision', lambda m: all(hasattr(m, a) for a in ('encoder', 'heads', 'patch_size', 'image_size')),
-           lambda v: v.encoder.layers, lambda b: b.self_attention, lambda b: b.ln_1, _mha_probs, None,
+           lambda v: v.encoder.layers, lambda b: b.self_attention, lambda b: b.ln_1, _written(_mha_parts), None,
            lambda v: TokenGrid(1, (v.image_size // v.patch_size,) * 2),
-           lambda v: lambda t: v.heads(v.encoder.ln(t.mean(1)))),  # (torchcam's LeGrad: tokens averaged, then the norm)
+           lambda v: lambda t: v.heads(v.encoder.ln(t.mean(1))),  # (torchcam's LeGrad: tokens averaged, then the norm)
+           _mha_parts),
     ViTZoo('hf', lambda m: _hf_vit(m) is not None, lambda v: _hf_vit(v).layers, lambda b: b.attention,
-           lambda b: b.layernorm_before, _hf_probs, None, _hf_grid,
-           lambda v: lambda t: v.classifier(_hf_vit(v).layernorm(t)[:, 0])),  # (its head reads the class token)
+           lambda b: b.layernorm_before, _written(_hf_parts), None, _hf_grid,
+           lambda v: lambda t: v.classifier(_hf_vit(v).layernorm(t)[:, 0]), _hf_parts),  # (its head: the class token)
 ]
 
 def find_vit(model:nn.Module)->tuple[ViTZoo, nn.Module]|None:
@@ -224,24 +250,6 @@ class AttentionHook:
         if self.paused: return False
         return self.zoo.unfused is None if self.replaying else self.fast or not self.cam_method.grads
 
-    def _attending(self, m, args):  # the fused attention runs as in plain inference: no graph, the same kernels
-        if self._capturing(): self._mode = torch.is_grad_enabled(); torch.set_grad_enabled(False)
-
-    def _attended(self, m, args, kwargs, out):
-        if not self._capturing(): return
-        torch.set_grad_enabled(self._mode)
-        P, mine = self.zoo.probs(m, args, kwargs)
-        if not self.cam_method.grads:  # rollout, folded in block by block
-            A = P.detach().mean(1) + torch.eye(P.shape[-1], device=P.device, dtype=P.dtype)
-            A = A / A.sum(-1, keepdim=True)
-            self.R = A if self.R is None else A @ self.R
-            return
-        self.P = P
-        if self.fast and not self.replaying: self.Ps.append(P)
-        first = out[0] if isinstance(out, tuple) else out
-        same = first.detach() + (mine - mine.detach())  # the fused value, bit for bit; the gradient through `P`
-        return (same, *out[1:]) if isinstance(out, tuple) else same
-
     def remove(self):
         for h in self.handles: h.remove()
         self.handles, self.ins, self.R, self.P, self.leaf, self.Ps, self.outs = [], [], None, None, None, [], []
@@ -265,7 +273,9 @@ def _kept(self:AttentionHook, m, args, kwargs):  # the gradient methods: each bl
     if not self._live(): return
     if not self.fast: self.ins.append(((args[0].detach(), *args[1:]), kwargs)); return
     if self.cam_method.blockwise or m is self.span[0]:  # LeGrad: each block's graph its own; else from the first
-        return (args[0].detach().requires_grad_(), *args[1:]), kwargs
+        x = args[0].detach()  # (LeGrad where the zoo gives `parts`: its graph starts at the probabilities)
+        if not (self.cam_method.blockwise and self.zoo.parts is not None): x.requires_grad_()
+        return (x, *args[1:]), kwargs
 
 @patch
 def _ran(self:AttentionHook, m, i, o):  # LeGrad, fast: each hooked block's output, with its graph
@@ -278,6 +288,33 @@ def _cut(self:AttentionHook, m, i, o):  # gradient rollout, lean: the graph from
     torch.set_grad_enabled(True)
     self.leaf = o.detach().requires_grad_()
     return self.leaf.clone()
+
+@patch
+def _attending(self:AttentionHook, m, args):  # the fused attention runs as in plain inference: no graph, the same kernels
+    if self._capturing(): self._mode = torch.is_grad_enabled(); torch.set_grad_enabled(False)
+
+@patch
+def _attended(self:AttentionHook, m, args, kwargs, out):
+    if not self._capturing(): return
+    torch.set_grad_enabled(self._mode)
+    first = out[0] if isinstance(out, tuple) else out
+    if self.fast and not self.replaying and self.zoo.parts is not None:  # (a fast forward: the output as it is)
+        with torch.set_grad_enabled(not self.cam_method.blockwise):  # LeGrad's gradient stops at `P`: a leaf
+            self.P, v, proj = self.zoo.parts(m, args, kwargs)
+        if self.cam_method.blockwise: self.P.requires_grad_()
+        self.Ps.append(self.P)
+        same = _ThroughProbs.apply(first.detach(), self.P, v, proj.weight)
+        return (same, *out[1:]) if isinstance(out, tuple) else same
+    P, mine = self.zoo.probs(m, args, kwargs)
+    if not self.cam_method.grads:  # rollout, folded in block by block
+        A = P.detach().mean(1) + torch.eye(P.shape[-1], device=P.device, dtype=P.dtype)
+        A = A / A.sum(-1, keepdim=True)
+        self.R = A if self.R is None else A @ self.R
+        return
+    self.P = P
+    if self.fast and not self.replaying: self.Ps.append(P)
+    same = first.detach() + (mine - mine.detach())  # the fused value, bit for bit; the gradient through `P`
+    return (same, *out[1:]) if isinstance(out, tuple) else same
 
 
 # %% ../nbs/04_vit.ipynb #7557c8f7
@@ -294,30 +331,6 @@ def replay(self:AttentionHook, i:int)->tuple:
             if got: self.P = got[0][-1]
             return x, o
     finally: self.replaying = False
-
-@patch
-def block_grads(self:AttentionHook, score:Tensor, # A class score of the forward
-                retain:bool=False, # Keep the graph for another score
-               )->Iterable:
-    """`(∇P, P)` of each hooked block's probabilities for `score`, the last block first: in one backward through the
-    forward's graph (fast), or block by block, each run again (lean)"""
-    if self.fast: return reversed(list(zip(torch.autograd.grad(score, self.Ps, retain_graph=retain), self.Ps)))
-    return self._replayed_grads(score, retain)
-
-@patch
-def _replayed_grads(self:AttentionHook, score:Tensor, retain:bool)->Iterable:
-    g, = torch.autograd.grad(score, self.leaf, retain_graph=retain)
-    for i in reversed(range(len(self.span))):
-        x, o = self.replay(i)
-        if self.P is None: g, = torch.autograd.grad(o, x, g); continue
-        g, G = torch.autograd.grad(o, (x, self.P), g)
-        yield G, self.P
-
-@patch
-def block_outputs(self:AttentionHook)->Iterable:
-    "`(output, P)` of each hooked block, in order: kept from the forward (fast), or of the block run again (lean)"
-    if self.fast: return zip(self.outs, self.Ps)
-    return ((self.replay(i)[1], self.P) for i, b in enumerate(self.span) if any(b is h for h in self.blocks))
 
 @patch
 def head(self:AttentionHook)->Callable:
@@ -352,7 +365,8 @@ def compute(self:AttentionHook, out:Tensor, target:str|int|list|Tensor='pred', x
             rows = rec.attention_rows(self, pick, cols if rec.grads else cols[:1])
     finally:
         if self.grad_mode is not None: torch.set_grad_enabled(self.grad_mode)  # (as `_cut` found it)
-        self.ins, self.R, self.P, self.leaf, self.grad_mode, self.scores, self.Ps, self.outs = [], None, None, None, None, None, [], []
+        self.ins, self.R, self.P, self.leaf, self.grad_mode, self.scores = [], None, None, None, None, None
+        self.Ps, self.outs = [], []
     (h, w), got = self.grid.grid, rows[0].shape[1]
     if got != h * w:
         raise ValueError(f"The ViT's {got} patch tokens do not fold to its grid {h}×{w} (a dynamic input size?): "
@@ -360,3 +374,29 @@ def compute(self:AttentionHook, out:Tensor, target:str|int|list|Tensor='pred', x
     maps = torch.stack([r.detach() for r in rows], 1).unflatten(2, (h, w))
     maps = per_class_maps(maps if cols[0] is not None else maps[:, 0], t, scores.shape[1])
     return (maps.relu() if rec.relu else maps), t
+
+# %% ../nbs/04_vit.ipynb #7557c8f8
+@patch
+def block_grads(self:AttentionHook, score:Tensor, # A class score of the forward
+                retain:bool=False, # Keep the graph for another score
+               )->Iterable:
+    """`(∇P, P)` of each hooked block's probabilities for `score`, the last block first: in one backward through the
+    forward's graph (fast), or block by block, each run again (lean)"""
+    if self.fast: return reversed(list(zip(torch.autograd.grad(score, self.Ps, retain_graph=retain), self.Ps)))
+    return self._replayed_grads(score, retain)
+
+@patch
+def _replayed_grads(self:AttentionHook, score:Tensor, retain:bool)->Iterable:
+    g, = torch.autograd.grad(score, self.leaf, retain_graph=retain)
+    for i in reversed(range(len(self.span))):
+        x, o = self.replay(i)
+        if self.P is None: g, = torch.autograd.grad(o, x, g); continue
+        g, G = torch.autograd.grad(o, (x, self.P), g)
+        yield G, self.P
+
+@patch
+def block_outputs(self:AttentionHook)->Iterable:
+    "`(output, P)` of each hooked block, in order: kept from the forward (fast), or of the block run again (lean)"
+    if self.fast: return zip(self.outs, self.Ps)
+    return ((self.replay(i)[1], self.P) for i, b in enumerate(self.span) if any(b is h for h in self.blocks))
+

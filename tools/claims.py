@@ -6,6 +6,8 @@ README) and `tools/make_docs.py` (the site's home page) replace it with `CLAIMS[
 - `methods_table`: the method table, its costs from `benchmarks/methods.json` (`make bench`), its ticks from
   `tests/peer_ticks.py`, each a link to the test that compares with that peer's class, and the footnotes there.
 - `defaults_table`, `min_side`: the table of defaults and the CNN rule's threshold (`nbs/measurements`, `kinds.py`).
+- `costly_methods`: Score-CAM, SS-CAM, IS-CAM, Ablation-CAM and LeGrad against the fastest peer, with the machine
+  (`benchmarks/methods.json`).
 - `hf_pointing`: the word-level pointing game of the small BERTs `23_hf` trains (`nbs/measurements/hf_seeds.json`).
 
 Standard library only: `make readme` runs without the virtual environment."""
@@ -49,6 +51,29 @@ def methods_table(root:Path=ROOT)->str:
     if missing: raise ValueError(f"tests/peer_ticks.py names methods that benchmarks/methods.json lacks: {missing}")
     return '\n'.join(L + [''] + [f"{i}. {n}." for i, n in enumerate(notes, 1)])
 
+RERUNS = {'scorecam': 'Score-CAM', 'sscam': 'SS-CAM', 'iscam': 'IS-CAM', 'ablationcam': 'Ablation-CAM'}
+
+def costly_methods(root:Path=ROOT)->str:
+    """The README's sentence on the methods that re-run the model, and on LeGrad: fastcam's time ÷ the fastest peer's
+    for the same method, its memory ÷ plain inference, and where and when `make bench` measured them"""
+    v = json.loads((Path(root)/'benchmarks'/'methods.json').read_text())
+    rows = v['methods']
+    def vs(m):
+        t = rows[m]['time']
+        return f"{t['fastcam'][1] / min(t[p][1] for p in PEERS if p in t):.2f}×"
+    mem = sorted(rows[m]['mem']['fastcam'] for m in RERUNS)
+    runs = {(r.get('again') or v['meta'])['machine'] + f" at commit `{(r.get('again') or v['meta'])['commit']}`"
+            for r in (rows[m] for m in (*RERUNS, 'legrad', 'legrad@lean'))}
+    fast, lean = rows['legrad'], rows['legrad@lean']
+    return (f"Measured by `make bench` on {' and '.join(sorted(runs))}: " + ', '.join(
+        f"{name} {vs(m)}" for m, name in RERUNS.items()) + " the time of the fastest peer's class for the same method "
+        f"(same model, layer, batch, class and masked-input batch size), at {mem[0]:.2f}–{mem[-1]:.2f}× the memory of "
+        f"plain inference; LeGrad {vs('legrad')} torchcam's time where the blocks' graph fits in memory (kept from the "
+        f"forward, {fast['mem']['fastcam']:.2f}× the memory of inference against torchcam's "
+        f"{fast['mem']['torchcam']:.2f}×), and where it does not, with each block run again, "
+        f"{lean['time']['fastcam'][1] / fast['time']['torchcam'][1]:.2f}× torchcam's time at "
+        f"{lean['mem']['fastcam']:.2f}× the memory of inference.")
+
 def _measurements():
     "`tools/measurements.py`, loaded beside this file"
     spec = importlib.util.spec_from_file_location('measurements', Path(__file__).parent/'measurements.py')
@@ -75,8 +100,8 @@ def hf_pointing(root:Path=ROOT)->str:
                                                            for m in methods) +
             f"; `'auto'` chose {' or '.join(f'`{m}`' for m in chosen)}.")
 
-CLAIMS = {'methods_table': methods_table, 'defaults_table': defaults_table, 'min_side': min_side,
-          'hf_pointing': hf_pointing}
+CLAIMS = {'methods_table': methods_table, 'costly_methods': costly_methods, 'defaults_table': defaults_table,
+          'min_side': min_side, 'hf_pointing': hf_pointing}
 
 def fill(md:str, root:Path=ROOT)->str:
     "`md` with each `{{ name }}` replaced by its rendered claim"
