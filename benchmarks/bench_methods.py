@@ -109,12 +109,19 @@ def lean_fn(method, model):
             return hook.compute(out, t)[0]
     return run
 
-def once(f, base):
-    "`f`'s time ÷ the median of `base`'s over three calls, `f` called once (rows whose one call takes minutes)"
-    base(); tb = []
-    for _ in range(3): t = time.perf_counter(); base(); tb.append(time.perf_counter() - t)
-    t = time.perf_counter(); f(); r = (time.perf_counter() - t) / statistics.median(tb)
-    return r, r, r
+def side_by_side(fns:dict, base, repeats:int, warm:bool=True)->dict:
+    """Each of `fns`' time ÷ `base`'s, every library measured side by side: each warmed up (unless not `warm`: rows
+    whose one call takes minutes), then in each of `repeats` rounds `base` and one library in turn, each library once,
+    so that the machine's drift hits them alike. `{library: (min, median, max)}` of its times over the median of all
+    of `base`'s"""
+    if warm:
+        for f in (*fns.values(), base): f()
+    times, tb = {k: [] for k in fns}, []
+    for _ in range(repeats):
+        for k, f in fns.items():
+            for g, ts in ((base, tb), (f, times[k])): t = time.perf_counter(); g(); ts.append(time.perf_counter() - t)
+    mb = statistics.median(tb)
+    return {k: (min(ts) / mb, statistics.median(ts) / mb, max(ts) / mb) for k, ts in times.items()}
 
 def attention_fn(lib, method, model):
     "An attention method over every block: fastcam's, or torchcam's LeGrad given the same blocks"
@@ -177,11 +184,12 @@ def main(smoke=False, device='cpu', repeats=3, out='benchmarks/METHODS.md', only
         row = dict(setting=s, family=get_method(method.split('@')[0]).family, time={}, mem={})
         mem = method == SMOKE[0] if smoke else not s.get('once')  # a process per library (a smoke run: fastcam's once)
         plain_mem = measure_mem('plain', method, smoke, device)['peak'] if mem else None
+        calls = {}
         for lib in libs_of(method):
-            m = copy.deepcopy(model)  # the peers may write .grad or swap modules
-            f = method_fn(lib, method, m, s['layer'], s.get('batch_size', 64))
-            def call(): f(x, t); sync(device)
-            row['time'][lib] = once(call, plain) if s.get('once') else paired(call, plain, repeats)
+            f = method_fn(lib, method, copy.deepcopy(model), s['layer'], s.get('batch_size', 64))  # (a peer may write
+            calls[lib] = lambda f=f: (f(x, t), sync(device))                                    # .grad, swap modules)
+        row['time'] = side_by_side(calls, plain, 1 if s.get('once') else repeats, warm=not s.get('once'))
+        for lib in calls:
             if mem and (lib == 'fastcam' or not smoke):
                 row['mem'][lib] = measure_mem(lib, method, smoke, device)['peak'] / plain_mem
         if only: row['again'] = provenance(THREADS, device)

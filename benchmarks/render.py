@@ -173,8 +173,9 @@ def render_methods(v:dict)->str:
     "benchmarks/METHODS.md from benchmarks/methods.json (bench_methods.py)"
     L = header("Every method, next to the peers", v['meta']) + [
          "Reproduce with `make bench` (`python benchmarks/bench_methods.py`). Each row: time of one batch of maps ÷ a "
-         f"plain `no_grad` forward of the same batch (both warmed up, called alternately {v['repeats']} times; median, "
-         "min–max in brackets), and the peak memory of the pass ÷ that of a plain forward, each in a process of its "
+         f"plain `no_grad` forward of the same batch (all warmed up; then {v['repeats']} rounds, in each the plain "
+         "forward and one library in turn, every library of the row side by side; median over the median of the plain "
+         "forwards, min–max in brackets), and the peak memory of the pass ÷ that of a plain forward, each in a process of its "
          "own. The peers are given the same model, layer, batch and class, and the same `batch_size` of masked inputs.",
          "",
          "- One-pass methods: fastai `create_vision_model(resnet34, 2, pretrained=False)` with a pool → linear head, "

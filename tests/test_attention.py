@@ -241,3 +241,57 @@ def test_torchvision_vit_in_a_learner(pets_path):
     # inference path: the same predictions to rounding, not bit for bit (the attention methods keep the fused value)
     preds, _ = learn.get_preds(cbs=(cb := CAMCallback(method='gradcam')))
     assert torch.allclose(preds, plain, atol=1e-6) and cb.maps.shape == (4, 4, 4)
+
+def attention_maps(model, x, layer, t, method, memory):
+    "`cam_maps`'s attention path, with the hook's memory path named"
+    with AttentionHook(model, layer, method, memory=memory) as hook:
+        with torch.no_grad(): out = model(x)
+        maps = hook.compute(out, t)[0]
+    assert hook.fast == (memory == 'fast')
+    return maps
+
+def test_lean_legrad_equals_torchcam(tvit):
+    "The lean replay (one block's graph at a time) against torchcam's LeGrad, as the fast path is above"
+    import torchcam.methods as tc
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    ours = normalize_maps(attention_maps(tvit, x, list(tvit.encoder.layers)[-4:], torch.tensor([3, 7]), 'legrad', 'lean'))
+    model = copy.deepcopy(tvit)
+    with tc.LeGrad(model, list(model.encoder.layers)[-4:]) as cam:
+        theirs = cam([3, 7], model(x))[0]
+    assert (ours - theirs).abs().amax() <= 1e-4
+
+@pytest.mark.parametrize('which', [None, [2, 5]])
+def test_lean_gradrollout_equals_chefers_rule(vit, which):
+    x = torch.randn(2, 3, 64, 48, generator=torch.Generator().manual_seed(3))
+    t = torch.tensor([2, 1])
+    layer = None if which is None else [vit.blocks[i] for i in which]
+    ours = attention_maps(vit, x, layer, t, 'gradrollout', 'lean')
+    ref = gradrollout_by_hand(vit, x, t, which).relu().reshape(2, 4, 3)
+    assert (ours - ref).abs().amax() <= 1e-5 * ref.abs().amax().clamp_min(1)
+
+def test_auto_memory_keeps_the_graph_where_it_fits(vit, monkeypatch):
+    "`memory='auto'`: fast where `graph_bytes` is at most `MEMORY_SHARE` of the free memory, else lean; same maps"
+    import fastcam.vit as fv
+    x, t = torch.randn(2, 3, 64, 48), torch.tensor([0, 1])
+    got = {}
+    for share in (fv.MEMORY_SHARE, 0.):
+        monkeypatch.setattr(fv, 'MEMORY_SHARE', share)
+        with AttentionHook(vit, None, 'legrad') as hook:
+            with torch.no_grad(): out = vit(x)
+            got[hook.fast is True] = hook.compute(out, t)[0]
+            assert hook.fast == (share > 0)
+    assert (got[True] - got[False]).abs().amax() <= 1e-5 * got[False].abs().amax()
+
+@pytest.mark.parametrize('method', ['gradrollout', 'legrad'])
+def test_hf_vit_fast_equals_lean(method):
+    "An HF ViT (its attention's probabilities and values given to the fast path): both paths, the same maps"
+    from transformers import ViTConfig, ViTForImageClassification
+    from fastcam.core import HFClassifier
+    torch.manual_seed(0)
+    hf = HFClassifier(ViTForImageClassification(ViTConfig(image_size=32, patch_size=8, hidden_size=16,
+        num_hidden_layers=3, num_attention_heads=2, intermediate_size=32, num_labels=3)).eval())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad(): plain = hf(x)
+    fast, lean = (attention_maps(hf, x, None, 'pred', method, m) for m in ('fast', 'lean'))
+    with torch.no_grad(): assert torch.equal(hf(x), plain)
+    assert fast.abs().amax() > 0 and (fast - lean).abs().amax() <= 1e-5 * lean.abs().amax()

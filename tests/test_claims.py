@@ -141,3 +141,17 @@ def test_readme_check_fails_on_a_changed_hf_measurement(tmp_path):
     assert make_readme.check(root) is None
     changed(root/'nbs'/'measurements'/'hf_seeds.json', lambda ps: [p for p in ps if p[-1] == 'intgrad'][0])
     assert make_readme.check(root)
+
+def test_costly_methods_name_the_machine_and_follow_the_peers(tmp_path):
+    """The README's sentence on the re-running methods and LeGrad names where `make bench` measured them, and changes
+    with a peer's stored time (the ratio is to the fastest peer)"""
+    v = json.loads((ROOT/'benchmarks'/'methods.json').read_text())
+    said = claims.costly_methods()
+    for m in ('scorecam', 'sscam', 'iscam', 'ablationcam', 'legrad'):
+        run = v['methods'][m].get('again') or v['meta']
+        assert run['machine'] in said and run['commit'] in said, (m, run)
+    root = copy_tree(tmp_path, *README_SOURCES)
+    assert make_readme.check(root) is None
+    changed(root/'benchmarks'/'methods.json',
+            lambda ps: [p for p in ps if p[:2] == ('methods', 'sscam') and p[-2:] == ('torchcam', 1)][0])
+    assert make_readme.check(root)
