@@ -14,10 +14,12 @@ from .core import *
 from .methods import *
 
 # %% auto #0
-__all__ = ['sscam_weights', 'iscam_weights', 'smoothgradcampp_weights', 'ablation_weights']
+__all__ = ['CHANNELS_LAST_MIN', 'sscam_weights', 'iscam_weights', 'smoothgradcampp_weights', 'ablation_weights']
 
 # %% ../nbs/02_perturb.ipynb #ab1887be
 _cam = get_method('cam').weigh  # the channels' weights `W` times the activation, summed: as plain CAM
+
+CHANNELS_LAST_MIN = 2 ** 17 # On a CPU, a chunk of masked inputs goes in channels-last from this many positions (n·H·W)
 
 def _channel_passes(model:nn.Module, x:Tensor, A:Tensor, batch_size:int, inputs:Callable, name:str,
                     dead_same:bool=False, # Whether a channel that is zero over the item gives an input of zeros
@@ -26,7 +28,9 @@ def _channel_passes(model:nn.Module, x:Tensor, A:Tensor, batch_size:int, inputs:
     Profiled on a CPU (a fastai resnet18 at 64 px, its third stage, against torchcam and pytorch-grad-cam), each
     library's time is its masked forwards: the input's construction takes about 1%, but in PyTorch's default layout
     the max-pooling after the stem took an eighth of the time and the convolutions reordered their inputs; in
-    channels-last, oneDNN's own, the same forwards ran about 10% faster. With `dead_same`, the channels zero over the
+    channels-last, oneDNN's own, the same forwards ran about 10% faster. But each forward then converts the
+    convolutions' weights, which costs more than it saves on small chunks (slower at 16 inputs of 64 px, faster at 64):
+    chunks of at least `CHANNELS_LAST_MIN` positions go in channels-last. With `dead_same`, the channels zero over the
     item (a dead ReLU's: 4% of them there) make one input of zeros, run once"""
     n, k = A.shape[:2]
     pairs = torch.cartesian_prod(torch.arange(n), torch.arange(k))
@@ -37,7 +41,8 @@ def _channel_passes(model:nn.Module, x:Tensor, A:Tensor, batch_size:int, inputs:
         for j, chunk in enumerate(progress_bar(chunks, leave=False) if len(chunks) > 8 else chunks):
             i, c = chunk.to(A.device).unbind(1)
             q = inputs(i, c)
-            if q.device.type == 'cpu' and q.ndim == 4: q = q.contiguous(memory_format=torch.channels_last)
+            if q.device.type == 'cpu' and q.ndim == 4 and q.shape[0] * q.shape[-2:].numel() >= CHANNELS_LAST_MIN:
+                q = q.contiguous(memory_format=torch.channels_last)
             p = class_logits(model, q, name)
             if scores is None: scores = p.new_empty(n, k, p.shape[-1])
             if j == last: scores.view(n * k, -1)[dead.to(p.device)] = p

@@ -264,7 +264,7 @@ def strategies(self:CAMInterpretation,
                 carriers, top = carrying_tokens(feats[sel])
                 region, spread = [names[t] for t in carriers], 1 - top
                 fixed = spread <= 0.5  # one token carries half the attribution
-                drop, transfer = _token_tests(self, c, members, recipients, carriers, batch_size)
+                drop, transfer = _token_tests(self, c, members, recipients, region, batch_size)
             else:
                 m = take_items(maps, torch.tensor(sel))
                 region, spread = cluster_region(m, size), peak_spread(m)

@@ -97,9 +97,10 @@ def test_every_verdict_applies(learn, tmp_path):
     report = interp.cam_report(max_items=4)
     assert len(report) and report['faithfulness'].notna().any()
     assert len(interp.sanity_checks(n=4))
-    table = interp.strategies(n_neighbours=2)
+    table = CAMInterpretation.from_learner(learn, target='actual').strategies(n_neighbours=2)  # both classes
     words = {w for ws in interp.word_cams()[0] for w in ws}
     assert len(table) and all(set(r) <= words for r in table['region'])  # words of the reviews, no sub-word
+    assert table.transfer.notna().all()  # each cluster's words pasted into the other class's reviews
     html = interp.audit(tmp_path/'audit.html', k=2, sanity=False).read_text()
     assert all(w in html for w in interp.word_cams(interp._ranked(2, True)[:1])[0][0])  # the panels: words
 

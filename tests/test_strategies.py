@@ -64,7 +64,7 @@ def interp_of(kind, shapes_path):
         learn = unet_learner(shapes_dls(shapes_path, 'segmentation', bs=8), resnet18, pretrained=False)
         return CAMInterpretation.from_learner(learn, ds_idx=0, target='all')
     learn = text_classifier_learner(review_dls(synth_reviews(120, seed=1), bs=16), AWD_LSTM, pretrained=False)
-    return CAMInterpretation.from_learner(learn, ds_idx=0)
+    return CAMInterpretation.from_learner(learn, ds_idx=0, target='actual')  # (both classes, whatever it predicts)
 
 @pytest.mark.parametrize('kind', ['multi-label', 'segmentation', 'text'])
 def test_every_kind(kind, shapes_path, tmp_path):
@@ -87,7 +87,9 @@ def test_every_kind(kind, shapes_path, tmp_path):
         assert sorted(i for o in g['items'] for i in o) == sorted(explained)  # each item in one cluster of its class
         assert abs(g.share.sum() - 1) < 1e-9
     r = table.iloc[0]
-    if kind == 'text': assert isinstance(r.region, list) and all(isinstance(w, str) for w in r.region)
+    if kind == 'text':
+        assert isinstance(r.region, list) and all(isinstance(w, str) for w in r.region)
+        assert table.transfer.notna().all()  # the carrying tokens pasted into the other class's reviews
     else:
         assert r.region.dtype == torch.bool and tuple(r.region.shape) == (64, 64)
         assert interp.strategy_picture(r).shape == (64, 64, 3)
