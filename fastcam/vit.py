@@ -194,8 +194,9 @@ def free_memory(device:torch.device)->int|None:
 def graph_bytes(x:Tensor, # The tokens `(bs, N, D)` entering the first block
                 n_blocks:int, # Blocks whose graph is kept
                )->int:
-    """About the memory of the graph of `n_blocks` ViT blocks (bs·(16·N·D + 3·h·N²) numbers each, `h = D/64` heads):
-    their saved activations, the MLP's four times wider, and the attention's scores, probabilities and their copy"""
+    """An upper estimate of the memory of the graph of `n_blocks` ViT blocks (bs·(16·N·D + 3·h·N²) numbers each, with
+    `h = D/64` heads): their saved activations, the MLP's four times wider, and the attention's scores, probabilities
+    and their copy (a ViT-S/16's measured graph is below it: `benchmarks/METHODS.md`, the memory column)"""
     bs, n, d = x.shape
     return n_blocks * bs * (16 * n * d + 3 * max(1, d // 64) * n * n) * x.element_size()
 
