@@ -275,12 +275,13 @@ def swap(self:CAMHook, i:Tensor, # One index of the hooked batch per row of `A`
 def sequential_tail(model:nn.Module, # Any model
                     layer:nn.Module, # One of its modules
                    )->nn.Sequential|None:
-    """What `model` runs on `layer`'s output where it runs it through nested `nn.Sequential`s only (a fastai learner's
-    body and head): the children after each one that holds `layer`, in order, as one `nn.Sequential`; else `None`"""
+    """What `model` runs on `layer`'s output where it runs it through nested `nn.Sequential`s only, none hooked (a
+    fastai learner's body and head): the children after each one that holds `layer`, as one `nn.Sequential`; else `None`"""
     rest = []
     def holds(m):
         if m is layer: return True
         if not isinstance(m, nn.Sequential) or type(m).forward is not nn.Sequential.forward: return False
+        if m._forward_hooks or m._forward_pre_hooks: return False
         kids = list(m)
         j = next((j for j, c in enumerate(kids) if holds(c)), None)
         if j is not None: rest.extend(kids[j + 1:])  # (the innermost first, on the way back up)
@@ -291,10 +292,9 @@ def sequential_tail(model:nn.Module, # Any model
 def swapped_logits(self:CAMHook, model:nn.Module, x:Tensor, # The hooked model and batch
                    i:Tensor, A:Tensor, # As for `swap`
                   )->Tensor:
-    """For re-runs: the class logits of the rows `i` of `x` with the layer's output `A` instead. Where the model runs
-    the layer's output through `nn.Sequential`s only (`sequential_tail`), from the layer on: the layers before it,
-    whose output is known, do not run again (profiled, Ablation-CAM on a fastai resnet18 at its third stage spent
-    most of its time there); else a whole forward within `swap`"""
+    """For re-runs: the class logits of the rows `i` of `x` with the layer's output `A` instead: from the layer on
+    where the model allows it (`sequential_tail`: profiled, Ablation-CAM on a fastai resnet18 at its third stage spent
+    most of its time in the layers before it, whose output is known), else a whole forward within `swap`"""
     tail = sequential_tail(model, self.layer) if self.plain_out else None
     if tail is not None: return class_logits(tail, self._unlaid(i, A), self.cam_method.name)
     with self.swap(i, A): return class_logits(model, x[i], self.cam_method.name)
