@@ -60,6 +60,14 @@ def constructs_its_peer(request, monkeypatch):
         pytest.fail(f"tests/peer_ticks.py names {request.node.nodeid} for {sorted(want - made)}, which it never "
                     "constructs")
 
+@pytest.fixture(autouse=True)
+def grad_mode_as_it_was():
+    "Fails a test that leaves torch's grad mode off: every later test of its worker would train without gradients"
+    yield
+    if not torch.is_grad_enabled():
+        torch.set_grad_enabled(True)
+        pytest.fail("The test left torch's grad mode off (set back on for the tests after it)")
+
 def pytest_sessionfinish(session, exitstatus):
     "A skipped test is a claim left unchecked: the run fails (its reasons are listed by `-rs`)"
     if hasattr(session.config, 'workerinput'): return  # (pytest-xdist: the main process counts every worker's)

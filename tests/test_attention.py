@@ -243,11 +243,10 @@ def test_torchvision_vit_in_a_learner(pets_path):
     assert torch.allclose(preds, plain, atol=1e-6) and cb.maps.shape == (4, 4, 4)
 
 def attention_maps(model, x, layer, t, method, memory):
-    "`cam_maps`'s attention path, with the hook's memory path named"
+    "`cam_maps`'s attention path, with the hook's memory path named (`compute` in the forward's grad mode)"
     with AttentionHook(model, layer, method, memory=memory) as hook:
-        with torch.no_grad(): out = model(x)
-        maps = hook.compute(out, t)[0]
-    assert hook.fast == (memory == 'fast')
+        with torch.no_grad(): maps = hook.compute(model(x), t)[0]
+    assert hook.fast == (memory == 'fast') and torch.is_grad_enabled()
     return maps
 
 def test_lean_legrad_equals_torchcam(tvit):
@@ -277,9 +276,8 @@ def test_auto_memory_keeps_the_graph_where_it_fits(vit, monkeypatch):
     for share in (fv.MEMORY_SHARE, 0.):
         monkeypatch.setattr(fv, 'MEMORY_SHARE', share)
         with AttentionHook(vit, None, 'legrad') as hook:
-            with torch.no_grad(): out = vit(x)
-            got[hook.fast is True] = hook.compute(out, t)[0]
-            assert hook.fast == (share > 0)
+            with torch.no_grad(): got[hook.fast is True] = hook.compute(vit(x), t)[0]
+            assert hook.fast == (share > 0) and torch.is_grad_enabled()
     assert (got[True] - got[False]).abs().amax() <= 1e-5 * got[False].abs().amax()
 
 @pytest.mark.parametrize('method', ['gradrollout', 'legrad'])
