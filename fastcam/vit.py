@@ -19,12 +19,13 @@ __all__ = ['VIT_ZOOS', 'MEMORY_SHARE', 'ViTZoo', 'find_vit', 'vit_zoo', 'vit_blo
            'legrad_rows', 'free_memory', 'graph_bytes', 'AttentionHook']
 
 # %% ../nbs/04_vit.ipynb #c647030b
-def _hf_parts(attn:nn.Module, args:tuple, kwargs:dict)->tuple[Tensor, Tensor, nn.Module]:
+def _hf_parts(attn:nn.Module, args:tuple, kwargs:dict, probs:bool=True)->tuple:
     "An HF ViT's attention (transformers ≥ 5: `q_proj`, `k_proj`, `v_proj`, `o_proj`) run again: probabilities, values"
     x = args[0] if args else kwargs['hidden_states']
     heads = lambda t: t.unflatten(-1, (-1, attn.head_dim)).transpose(1, 2)
-    P = (heads(attn.q_proj(x)) @ heads(attn.k_proj(x)).transpose(-1, -2) * attn.scaling).softmax(-1)
-    return P, heads(attn.v_proj(x)), attn.o_proj
+    v = heads(attn.v_proj(x))
+    if not probs: return None, v, attn.o_proj
+    return (heads(attn.q_proj(x)) @ heads(attn.k_proj(x)).transpose(-1, -2) * attn.scaling).softmax(-1), v, attn.o_proj
 
 def _hf_vit(m:nn.Module)->nn.Module|None:
     "The ViT inside an HF `ViTForImageClassification` or `DeiTForImageClassification` (transformers ≥ 5), else `None`"
@@ -56,15 +57,17 @@ def _timm_probs(attn:nn.Module, args:tuple, kwargs:dict)->tuple[Tensor, Tensor]:
     with _timm_unfused(attn) as got: out = attn.forward(*args, **kwargs)
     return got[0], out
 
-def _mha_parts(attn:nn.Module, args:tuple, kwargs:dict)->tuple[Tensor, Tensor, nn.Module]:
-    "A batch-first `nn.MultiheadAttention` over one sequence: its probabilities, values and output projection"
+def _mha_parts(attn:nn.Module, args:tuple, kwargs:dict, probs:bool=True)->tuple:
+    "A batch-first `nn.MultiheadAttention` over one sequence: its probabilities (or `None`), values and projection"
     x = args[0] if args else kwargs['query']
     if not attn.batch_first or attn.in_proj_weight is None or attn.bias_k is not None:
         raise ValueError("Attention methods need batch-first nn.MultiheadAttention with one in_proj_weight, as "
                          "torchvision's VisionTransformer has")
-    d, (bs, n, _) = attn.embed_dim, x.shape  # q, k and v in one product, as the fused kernel makes them
-    q, k, v = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).unflatten(-1, (3, attn.num_heads, -1)).permute(
-        2, 0, 3, 1, 4)
+    d, b = attn.embed_dim, attn.in_proj_bias
+    heads = lambda t: t.unflatten(-1, (attn.num_heads, -1)).transpose(1, 2)
+    if not probs: return None, heads(F.linear(x, attn.in_proj_weight[2 * d:], None if b is None else b[2 * d:])), \
+                         attn.out_proj
+    q, k, v = F.linear(x, attn.in_proj_weight, b).unflatten(-1, (3, attn.num_heads, -1)).permute(2, 0, 3, 1, 4)
     return (q @ k.transpose(-1, -2) * (d // attn.num_heads) ** -0.5).softmax(-1), v, attn.out_proj
 
 def _written(parts:Callable)->Callable:
@@ -103,7 +106,7 @@ class ViTZoo(NamedTuple):
     unfused:Callable|None # `attention ->` a context in which it runs unfused, its probs appended to the list it gives
     grid:Callable # `vit -> TokenGrid`: prefix tokens and patch grid
     head:Callable # `vit -> (tokens -> logits)`: LeGrad's class score of a block's tokens
-    parts:Callable|None=None # `(attention, args, kwargs) -> (probs, values, projection)`, where `probs` writes them
+    parts:Callable|None=None # `(attention, args, kwargs, probs=True) -> (probs, values, projection)`: `probs` writes them
 
 VIT_ZOOS = [
     ViTZoo('timm', lambda m: token_grid(m) is not None and isinstance(getattr(m, 'blocks', None), nn.Module)
@@ -300,9 +303,11 @@ def _attended(self:AttentionHook, m, args, kwargs, out):
     torch.set_grad_enabled(self._mode)
     first = out[0] if isinstance(out, tuple) else out
     if self.fast and not self.replaying and self.zoo.parts is not None:  # (a fast forward: the output as it is)
-        with torch.set_grad_enabled(not self.cam_method.blockwise):  # LeGrad's gradient stops at `P`: a leaf
-            self.P, v, proj = self.zoo.parts(m, args, kwargs)
-        if self.cam_method.blockwise: self.P.requires_grad_()
+        legrad = self.cam_method.blockwise
+        with torch.set_grad_enabled(not legrad):
+            self.P, v, proj = self.zoo.parts(m, args, kwargs, probs=not legrad)
+        if legrad:  # LeGrad's gradient stops at `P`, and `P`'s gradient needs only `v`: a leaf of P's shape in no memory
+            self.P = v.new_zeros(()).expand(*v.shape[:2], first.shape[1], v.shape[2]).requires_grad_()
         self.Ps.append(self.P)
         same = _ThroughProbs.apply(first.detach(), self.P, v, proj.weight)
         return (same, *out[1:]) if isinstance(out, tuple) else same
