@@ -143,10 +143,20 @@ def counted(f, net):
 
 def bare(net, layer, calls):
     """The counted passes run bare: each forward on its own input, with a graph where one was recorded, from the module
-    its first backward starts at on (from `layer`'s output, the model kind's default, if no module took the tensor),
-    and its backwards, each of one output's sum"""
+    its first backward starts at on (from `layer`'s output, the model kind's default, if no module took the tensor;
+    from the nearest module holding it that a plain forward runs, where it does not: a timm ViT's attention dropout,
+    which the probabilities go through only in its unfused attention), and its backwards, each of one output's sum"""
     first = lambda o: o[0] if isinstance(o, (tuple, list)) else o
-    mods = dict(net.named_modules())
+    mods, ran = dict(net.named_modules()), set()
+    hs = [m.register_forward_pre_hook(lambda m, i, n=n: ran.add(n)) for n, m in mods.items()]
+    try:
+        with torch.no_grad():
+            for x, graph, _ in calls[:1]: net(x)
+    finally:
+        for h in hs: h.remove()
+    def running(name):
+        while name not in ran: name = name.rpartition('.')[0]
+        return name
     def leaf(a):
         a = a.detach().requires_grad_(); torch.set_grad_enabled(True); got.append(a)
         return a
@@ -158,7 +168,7 @@ def bare(net, layer, calls):
                 if not graph: net(x); continue
                 got.clear()
                 h = (layer.register_forward_hook(from_output) if not starts or starts[0] is None
-                     else mods[starts[0]].register_forward_pre_hook(from_input))
+                     else mods[running(starts[0])].register_forward_pre_hook(from_input))
                 try: out = first(net(x))
                 finally: h.remove()
                 for k in range(len(starts)):

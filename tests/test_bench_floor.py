@@ -42,7 +42,8 @@ def test_bare_replays_the_same_passes():
     try: again = counted(bare(m, m[0], calls), m)
     finally:
         for h in hs: h.remove()
-    assert graph == [False, False, True]  # (the graph starts where the backwards did: at m[2]'s input)
+    assert graph[-3:] == [False, False, True]  # (the graph starts where the backwards did: at m[2]'s input; before,
+    # `bare`'s own plain forward, which names the modules that run)
     assert [(x.shape, g, len(s)) for x, g, s in again] == [((2, 4), True, 3)]
     assert torch.is_grad_enabled()  # (the replay leaves grad mode as it was)
 
@@ -57,3 +58,27 @@ def test_bare_falls_back_to_the_layer_when_no_module_took_the_tensor():
     calls = counted(f, m)
     assert [s for _, _, s in calls] == [[None]]
     assert len(counted(bare(m, m[0], calls), m)[0][2]) == 1
+
+class Unfused(nn.Module):
+    "A layer whose dropout runs only when `unfused` (as a timm ViT's attention: its probabilities go through it then)"
+    def __init__(self):
+        super().__init__()
+        self.lin, self.drop, self.unfused = nn.Linear(4, 4), nn.Dropout(0.), False
+    def forward(self, x): return self.drop(self.lin(x)) if self.unfused else self.lin(x)
+
+def test_bare_starts_at_the_nearest_module_a_plain_forward_runs():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 4), Unfused(), nn.Linear(4, 3)).eval()
+    def f():  # the backward starts at a tensor only the unfused path feeds to a module (`1.drop`)
+        m[1].unfused = True
+        try: grads_at(m, m[1].lin, 1)
+        finally: m[1].unfused = False
+    calls = counted(f, m)
+    assert [s for _, _, s in calls] == [['1.drop']]
+    graph = []
+    hs = [l.register_forward_hook(lambda l, i, o: graph.append(o.requires_grad)) for l in m]
+    try: again = counted(bare(m, m[0], calls), m)
+    finally:
+        for h in hs: h.remove()
+    assert graph[-3:] == [False, True, True]  # (from the input of `1`, which holds `1.drop` and runs)
+    assert len(again[0][2]) == 1
