@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch, torch.nn as nn
 from torch import Tensor
 from typing import Callable
+from contextlib import contextmanager, nullcontext
 from fastprogress.fastprogress import progress_bar
 from .core import *
 from .methods import *
@@ -21,6 +22,17 @@ _cam = get_method('cam').weigh  # the channels' weights `W` times the activation
 
 CHANNELS_LAST_MIN = 2 ** 17 # On a CPU, a chunk of masked inputs goes in channels-last from this many positions (n·H·W)
 
+@contextmanager
+def _weights_channels_last(model:nn.Module):
+    "Within, the 2-d convolutions' weights of `model` in channels-last, one tensor at a time; after, as they were"
+    ws = list({id(m.weight): m.weight for m in model.modules()
+               if isinstance(m, nn.Conv2d) and m.weight.ndim == 4 and m.weight.is_contiguous()}.values())
+    try:
+        for w in ws: w.data = w.data.contiguous(memory_format=torch.channels_last)
+        yield
+    finally:
+        for w in ws: w.data = w.data.contiguous()
+
 def _channel_passes(model:nn.Module, x:Tensor, A:Tensor, batch_size:int, inputs:Callable, name:str,
                     dead_same:bool=False, # Whether a channel that is zero over the item gives an input of zeros
                    )->Tensor:
@@ -28,21 +40,22 @@ def _channel_passes(model:nn.Module, x:Tensor, A:Tensor, batch_size:int, inputs:
     Profiled on a CPU (a fastai resnet18 at 64 px, its third stage, against torchcam and pytorch-grad-cam), each
     library's time is its masked forwards: the input's construction takes about 1%, but in PyTorch's default layout
     the max-pooling after the stem took an eighth of the time and the convolutions reordered their inputs; in
-    channels-last, oneDNN's own, the same forwards ran about 10% faster. But each forward then converts the
-    convolutions' weights, which costs more than it saves on small chunks (slower at 16 inputs of 64 px, faster at 64):
-    chunks of at least `CHANNELS_LAST_MIN` positions go in channels-last. With `dead_same`, the channels zero over the
+    channels-last, oneDNN's own, the same forwards ran about 10% faster. But each forward then converted the
+    convolutions' weights, which cost more than it saved on small chunks (slower at 16 inputs of 64 px, faster at 64):
+    chunks of at least `CHANNELS_LAST_MIN` positions go in channels-last, and the weights too for the passes
+    (`_weights_channels_last`: another 7% off each forward of 64 inputs). With `dead_same`, the channels zero over the
     item (a dead ReLU's: 4% of them there) make one input of zeros, run once"""
     n, k = A.shape[:2]
     pairs = torch.cartesian_prod(torch.arange(n), torch.arange(k))
     dead = A.flatten(2).eq(0).all(-1).flatten().cpu() if dead_same else torch.zeros(n * k, dtype=torch.bool)
     chunks = pairs[~dead].split(batch_size) + ((pairs[dead][:1],) if dead.any() else ())
     scores, last = None, len(chunks) - 1 if dead.any() else None
-    with torch.no_grad():
+    cl = x.device.type == 'cpu' and x.ndim == 4 and len(chunks[0]) * x.shape[-2:].numel() >= CHANNELS_LAST_MIN
+    with torch.no_grad(), (_weights_channels_last(model) if cl else nullcontext()):
         for j, chunk in enumerate(progress_bar(chunks, leave=False) if len(chunks) > 8 else chunks):
             i, c = chunk.to(A.device).unbind(1)
             q = inputs(i, c)
-            if q.device.type == 'cpu' and q.ndim == 4 and q.shape[0] * q.shape[-2:].numel() >= CHANNELS_LAST_MIN:
-                q = q.contiguous(memory_format=torch.channels_last)
+            if cl: q = q.contiguous(memory_format=torch.channels_last)
             p = class_logits(model, q, name)
             if scores is None: scores = p.new_empty(n, k, p.shape[-1])
             if j == last: scores.view(n * k, -1)[dead.to(p.device)] = p
