@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch, torch.nn as nn
 from torch import Tensor
 from typing import Callable
+from itertools import accumulate
 from contextlib import contextmanager, nullcontext
 from fastprogress.fastprogress import progress_bar
 from .core import *
@@ -35,6 +36,7 @@ def _weights_channels_last(model:nn.Module):
 
 def _channel_passes(model:nn.Module, x:Tensor, A:Tensor, batch_size:int, inputs:Callable, name:str,
                     dead_same:bool=False, # Whether a channel that is zero over the item gives an input of zeros
+                    scales:list|None=None, # Run each chunk scaled by each of these, and sum the scores (IS-CAM)
                    )->Tensor:
     """Class scores `(n, k, c)` of `model` on `inputs(i, c)`, the rows for items `i` and channels `c`, chunk by chunk.
     Profiled on a CPU (a fastai resnet18 at 64 px, its third stage, against torchcam and pytorch-grad-cam), each
@@ -44,7 +46,8 @@ def _channel_passes(model:nn.Module, x:Tensor, A:Tensor, batch_size:int, inputs:
     convolutions' weights, which cost more than it saved on small chunks (slower at 16 inputs of 64 px, faster at 64):
     chunks of at least `CHANNELS_LAST_MIN` positions go in channels-last, and the weights too for the passes
     (`_weights_channels_last`: another 7% off each forward of 64 inputs). With `dead_same`, the channels zero over the
-    item (a dead ReLU's: 4% of them there) make one input of zeros, run once"""
+    item (a dead ReLU's: 4% of them there) make one input of zeros, run once. With `scales`, each chunk is built once
+    and its scaled copies go through one buffer in turn (`_scaled_scores`; torchcam builds each step's chunk again)"""
     n, k = A.shape[:2]
     pairs = torch.cartesian_prod(torch.arange(n), torch.arange(k))
     dead = A.flatten(2).eq(0).all(-1).flatten().cpu() if dead_same else torch.zeros(n * k, dtype=torch.bool)
@@ -56,7 +59,11 @@ def _channel_passes(model:nn.Module, x:Tensor, A:Tensor, batch_size:int, inputs:
             i, c = chunk.to(A.device).unbind(1)
             q = inputs(i, c)
             if cl: q = q.contiguous(memory_format=torch.channels_last)
-            p = class_logits(model, q, name)
+            if scales is None: p = class_logits(model, q, name)
+            elif j == last: p = class_logits(model, q, name) * len(scales)  # zeros, at any scale
+            else:
+                if j == 0: stem = _input_conv(model, q[:1])
+                p = _scaled_scores(model, q, scales, name, stem)
             if scores is None: scores = p.new_empty(n, k, p.shape[-1])
             if j == last: scores.view(n * k, -1)[dead.to(p.device)] = p
             else: scores[i, c] = p
@@ -76,6 +83,41 @@ register_method(replace=True, method=
     cite="Wang et al., Score-CAM: "
          "Score-Weighted Visual Explanations for Convolutional Neural Networks, CVPR Workshops 2020 (this is "
          "pytorch-grad-cam's variant before its channel softmax: each masked input's softmax score of the class)"))
+
+# %% ../nbs/02_perturb.ipynb #5e1a7c41
+def _input_conv(model:nn.Module, q:Tensor)->nn.Conv2d|None:
+    "The plain, unhooked `nn.Conv2d` that is the first module `model` runs, on its input `q` itself; else None"
+    first = []
+    def pre(m, args): first.append(m if args and args[0] is q else None)
+    hs = [m.register_forward_pre_hook(pre) for m in model.modules() if next(m.children(), None) is None]
+    try: model(q)
+    finally:
+        for h in hs: h.remove()
+    m = first[0] if first else None
+    plain = type(m) is nn.Conv2d and m.padding_mode == 'zeros' and not (m._forward_hooks or m._forward_pre_hooks)
+    return m if plain else None
+
+def _scaled_scores(model:nn.Module, q:Tensor, scales:list, name:str, stem:nn.Conv2d|None)->Tensor:
+    "The sum over `scales` of the class scores of `model` on `s·q`; `stem` (from `_input_conv`) runs on `q` only once"
+    buf = torch.empty_like(q)
+    if stem is None: return sum(class_logits(model, torch.mul(q, s, out=buf), name) for s in scales)
+    z = stem(q)
+    zs, on, cut = torch.empty_like(z), [], [min(n, d * (k - 1) + 1) for n, d, k in
+                                           zip(q.shape[-2:], stem.dilation, stem.kernel_size)]
+    def pre(m, args):  # the model's own call on the scaled chunk: the convolution works on a corner only
+        on.append(args[0] is buf)
+        return (args[0][..., :cut[0], :cut[1]],) if on[-1] else None
+    def post(m, args, out): return zs if on.pop() else None
+    hs = [stem.register_forward_pre_hook(pre), stem.register_forward_hook(post)]
+    try:
+        total = 0
+        for s in scales:
+            torch.mul(z, s, out=zs)
+            if stem.bias is not None: zs.add_(stem.bias[:, None, None], alpha=1 - s)
+            total = total + class_logits(model, torch.mul(q, s, out=buf), name)
+        return total
+    finally:
+        for h in hs: h.remove()
 
 # %% ../nbs/02_perturb.ipynb #5e1a7c02
 def _torchcam_masks(A:Tensor)->Tensor:
@@ -103,14 +145,11 @@ def sscam_weights(n_samples:int=35, # Noisy masks per channel
 def iscam_weights(n_samples:int=10, # Steps along the integration path
                  )->Callable:
     "IS-CAM's `rerun`, with its own number of steps"
+    coeffs = list(accumulate((j + 1) / n_samples for j in range(n_samples)))  # 1/N, 3/N, 6/N, ... as torchcam's
     def rerun(model, x, A, t, batch_size=64, hook=None):
-        masks, total, coeff = _torchcam_masks(A), 0, 0.
-        for j in range(n_samples):
-            coeff += (j + 1) / n_samples
-            def inputs(i, c, coeff=coeff):
-                return coeff * (x[i] * upsample_maps(masks[i, c], x.shape[-2:])[:, None].to(x.dtype))
-            total = total + _channel_passes(model, x, A, batch_size, inputs, 'iscam', True)
-        return _channel_softmax(total / n_samples, t)
+        masks = _torchcam_masks(A)
+        def inputs(i, c): return x[i] * upsample_maps(masks[i, c], x.shape[-2:])[:, None].to(x.dtype)
+        return _channel_softmax(_channel_passes(model, x, A, batch_size, inputs, 'iscam', True, coeffs) / n_samples, t)
     return rerun
 
 register_method(replace=True, method=
