@@ -196,10 +196,12 @@ def take_items(x:Tensor|list|None, # A tensor with one row per item, a list of p
 # %% ../nbs/00_core.ipynb #2ae537fa
 def normalize_maps(maps:Tensor, # Maps `(..., h, w)`
                    n_dims:int=2, # How many trailing (spatial) dimensions make one map
+                   by:Tensor|None=None, # Maps (same leading shape) whose min and max to scale by, if not `maps`' own
                   )->Tensor:
     "Min-max scale each map to [0, 1]; a constant map gives zeros, never NaN"
     f = maps.flatten(-n_dims)
-    lo, hi = f.amin(-1, keepdim=True), f.amax(-1, keepdim=True)
+    g = f if by is None else by.flatten(-n_dims)
+    lo, hi = g.amin(-1, keepdim=True), g.amax(-1, keepdim=True)
     rng = hi - lo
     scaled = torch.where(rng > 0, (f - lo) / torch.where(rng > 0, rng, torch.ones_like(rng)), torch.zeros_like(f))
     return scaled.view_as(maps)

@@ -6,7 +6,7 @@ Docs: https://fastcam.github.io/fastcam/perturb.html.md"""
 
 # %% ../nbs/02_perturb.ipynb #a5adcd13
 from __future__ import annotations
-import torch, torch.nn as nn
+import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from typing import Callable
 from itertools import accumulate
@@ -34,9 +34,10 @@ def _weights_channels_last(model:nn.Module):
     finally:
         for w in ws: w.data = w.data.contiguous()
 
-def _channel_passes(model:nn.Module, x:Tensor, A:Tensor, batch_size:int, inputs:Callable, name:str,
+def _channel_passes(model:nn.Module, x:Tensor, A:Tensor, batch_size:int, inputs:Callable|None, name:str,
                     dead_same:bool=False, # Whether a channel that is zero over the item gives an input of zeros
                     scales:list|None=None, # Run each chunk scaled by each of these, and sum the scores (IS-CAM)
+                    masks:Callable|None=None, # In place of `inputs`: `x[i]` times the upsampled `masks(i, c)`
                    )->Tensor:
     """Class scores `(n, k, c)` of `model` on `inputs(i, c)`, the rows for items `i` and channels `c`, chunk by chunk.
     Profiled on a CPU (a fastai resnet18 at 64 px, its third stage, against torchcam and pytorch-grad-cam), each
@@ -47,7 +48,8 @@ def _channel_passes(model:nn.Module, x:Tensor, A:Tensor, batch_size:int, inputs:
     chunks of at least `CHANNELS_LAST_MIN` positions go in channels-last, and the weights too for the passes
     (`_weights_channels_last`: another 7% off each forward of 64 inputs). With `dead_same`, the channels zero over the
     item (a dead ReLU's: 4% of them there) make one input of zeros, run once. With `scales`, each chunk is built once
-    and its scaled copies go through one buffer in turn (`_scaled_scores`; torchcam builds each step's chunk again)"""
+    and its scaled copies go through one buffer in turn (`_scaled_scores`; torchcam builds each step's chunk again).
+    With `masks`, the stem's output on each input may come from its outputs on a few (`_basis_stem`)"""
     n, k = A.shape[:2]
     pairs = torch.cartesian_prod(torch.arange(n), torch.arange(k))
     dead = A.flatten(2).eq(0).all(-1).flatten().cpu() if dead_same else torch.zeros(n * k, dtype=torch.bool)
@@ -57,13 +59,17 @@ def _channel_passes(model:nn.Module, x:Tensor, A:Tensor, batch_size:int, inputs:
     with torch.no_grad(), (_weights_channels_last(model) if cl else nullcontext()):
         for j, chunk in enumerate(progress_bar(chunks, leave=False) if len(chunks) > 8 else chunks):
             i, c = chunk.to(A.device).unbind(1)
-            q = inputs(i, c)
+            m = None if masks is None else masks(i, c)
+            q = inputs(i, c) if m is None else x[i] * upsample_maps(m, x.shape[-2:])[:, None].to(x.dtype)
             if cl: q = q.contiguous(memory_format=torch.channels_last)
-            if scales is None: p = class_logits(model, q, name)
-            elif j == last: p = class_logits(model, q, name) * len(scales)  # zeros, at any scale
-            else:
-                if j == 0: stem = _input_conv(model, q[:1])
-                p = _scaled_scores(model, q, scales, name, stem)
+            if j == 0:
+                stem = _input_conv(model, q[:1]) if scales or masks else None
+                basis = _basis_stem(stem, x, A, len(chunk), cl) if stem is not None and masks else None
+            if j == last: p = class_logits(model, q, name) * len(scales or [1])  # zeros, at any scale
+            elif scales: p = _scaled_scores(model, q, scales, name, stem)
+            elif basis:
+                with _stem_gives(stem, q, basis(i, m)): p = class_logits(model, q, name)
+            else: p = class_logits(model, q, name)
             if scores is None: scores = p.new_empty(n, k, p.shape[-1])
             if j == last: scores.view(n * k, -1)[dead.to(p.device)] = p
             else: scores[i, c] = p
@@ -75,8 +81,10 @@ def _of_targets(scores:Tensor, t:Tensor|None)->Tensor:
 
 def _scorecam_weights(model:nn.Module, x:Tensor, A:Tensor, t:Tensor|None, batch_size:int=64, hook=None)->Tensor:
     "Softmax score of class `t` (`(n, k)`), or of every class (`(n, c, k)` if `t` is None), per masked input"
-    def inputs(i, c): return x[i] * normalize_maps(upsample_maps(A[i, c], x.shape[-2:]))[:, None].to(x.dtype)
-    return _of_targets(_channel_passes(model, x, A, batch_size, inputs, 'scorecam', True).softmax(-1), t)
+    def masks(i, c):  # upsampled, min-max normalised: upsampling is linear and keeps constants, so scale before it
+        a = A[i, c].float()
+        return normalize_maps(a, by=upsample_maps(a, x.shape[-2:]))
+    return _of_targets(_channel_passes(model, x, A, batch_size, None, 'scorecam', True, masks=masks).softmax(-1), t)
 
 register_method(replace=True, method=
     CAMMethod('scorecam', _cam, grads=False, rerun=_scorecam_weights, family='perturbation',
@@ -97,27 +105,58 @@ def _input_conv(model:nn.Module, q:Tensor)->nn.Conv2d|None:
     plain = type(m) is nn.Conv2d and m.padding_mode == 'zeros' and not (m._forward_hooks or m._forward_pre_hooks)
     return m if plain else None
 
-def _scaled_scores(model:nn.Module, q:Tensor, scales:list, name:str, stem:nn.Conv2d|None)->Tensor:
-    "The sum over `scales` of the class scores of `model` on `s·q`; `stem` (from `_input_conv`) runs on `q` only once"
-    buf = torch.empty_like(q)
-    if stem is None: return sum(class_logits(model, torch.mul(q, s, out=buf), name) for s in scales)
-    z = stem(q)
-    zs, on, cut = torch.empty_like(z), [], [min(n, d * (k - 1) + 1) for n, d, k in
-                                           zip(q.shape[-2:], stem.dilation, stem.kernel_size)]
-    def pre(m, args):  # the model's own call on the scaled chunk: the convolution works on a corner only
-        on.append(args[0] is buf)
+@contextmanager
+def _stem_gives(stem:nn.Conv2d, q:Tensor, zs:Tensor):
+    "Within, `stem` called on `q` itself returns `zs` (its output there, found otherwise), convolving a corner only"
+    on, cut = [], [min(n, d * (k - 1) + 1) for n, d, k in zip(q.shape[-2:], stem.dilation, stem.kernel_size)]
+    def pre(m, args):
+        on.append(args[0] is q)
         return (args[0][..., :cut[0], :cut[1]],) if on[-1] else None
     def post(m, args, out): return zs if on.pop() else None
     hs = [stem.register_forward_pre_hook(pre), stem.register_forward_hook(post)]
-    try:
-        total = 0
-        for s in scales:
-            torch.mul(z, s, out=zs)
-            if stem.bias is not None: zs.add_(stem.bias[:, None, None], alpha=1 - s)
-            total = total + class_logits(model, torch.mul(q, s, out=buf), name)
-        return total
+    try: yield
     finally:
         for h in hs: h.remove()
+
+def _scaled_scores(model:nn.Module, q:Tensor, scales:list, name:str, stem:nn.Conv2d|None)->Tensor:
+    "The sum over `scales` of the class scores of `model` on `s·q`; `stem` (from `_input_conv`) runs on `q` only once"
+    buf = torch.empty_like(q)
+    z = None if stem is None else stem(q)
+    zs = None if z is None else torch.empty_like(z)
+    with nullcontext() if z is None else _stem_gives(stem, buf, zs):
+        total = 0
+        for s in scales:
+            if z is not None:
+                torch.mul(z, s, out=zs)
+                if stem.bias is not None: zs.add_(stem.bias[:, None, None], alpha=1 - s)
+            total = total + class_logits(model, torch.mul(q, s, out=buf), name)
+        return total
+
+def _basis_stem(stem:nn.Conv2d, x:Tensor, A:Tensor, chunk:int, cl:bool)->Callable|None:
+    """`out(i, m)`: the output of `stem` on `x[i]` times the upsampled masks `m` (layer-sized), combined from its
+    outputs on `x[i]` times each upsampled unit map (upsampling is linear); None unless that costs at most half the
+    work (`h·w` unit maps at most half the channels and half the stem's products per output) and a chunk's memory"""
+    h, w = A.shape[-2:]
+    if 2 * h * w > min(A.shape[1], stem.weight[0].numel()) or h * w > chunk: return None
+    units = upsample_maps(torch.eye(h * w, device=x.device).view(-1, h, w), x.shape[-2:])[:, None].to(x.dtype)
+    perm, back = ((0, 2, 3, 1), (0, 3, 1, 2)) if cl else ((0, 1, 2, 3),) * 2  # in the layout the stem gives
+    seen, buf = {}, []  # the last item's outputs on the unit masks; one buffer for every chunk's (fresh memory is slow)
+    def out(i, m):
+        row = 0
+        for item, n in zip(*[o.tolist() for o in torch.unique_consecutive(i, return_counts=True)]):
+            if item not in seen:
+                q = x[item] * units
+                q = q.contiguous(memory_format=torch.channels_last) if cl else q
+                seen.clear()
+                seen[item] = F.conv2d(q, stem.weight, None, stem.stride, stem.padding, stem.dilation, stem.groups)
+            z = seen[item].permute(perm)
+            if not buf: buf.append(z.new_empty(chunk, *z.shape[1:]))
+            zs = buf[0][:len(i)]
+            torch.mm(m[row:row + n].flatten(1).to(z.dtype), z.reshape(len(z), -1), out=zs[row:row + n].view(n, -1))
+            row += n
+        zs = zs.permute(back)
+        return zs if stem.bias is None else zs.add_(stem.bias[:, None, None])
+    return out
 
 # %% ../nbs/02_perturb.ipynb #5e1a7c02
 def _torchcam_masks(A:Tensor)->Tensor:
