@@ -34,6 +34,10 @@ def _weights_channels_last(model:nn.Module):
     finally:
         for w in ws: w.data = w.data.contiguous()
 
+def _channels_last_for(x:Tensor, rows:int)->bool:
+    "Whether chunks of `rows` inputs like `x` go in channels-last, the convolutions' weights too (`_channel_passes`)"
+    return x.device.type == 'cpu' and x.ndim == 4 and rows * x.shape[-2:].numel() >= CHANNELS_LAST_MIN
+
 def _channel_passes(model:nn.Module, x:Tensor, A:Tensor, batch_size:int, inputs:Callable|None, name:str,
                     dead_same:bool=False, # Whether a channel that is zero over the item gives an input of zeros
                     scales:list|None=None, # Run each chunk scaled by each of these, and sum the scores (IS-CAM)
@@ -55,7 +59,7 @@ def _channel_passes(model:nn.Module, x:Tensor, A:Tensor, batch_size:int, inputs:
     dead = A.flatten(2).eq(0).all(-1).flatten().cpu() if dead_same else torch.zeros(n * k, dtype=torch.bool)
     chunks = pairs[~dead].split(batch_size) + ((pairs[dead][:1],) if dead.any() else ())
     scores, last = None, len(chunks) - 1 if dead.any() else None
-    cl = x.device.type == 'cpu' and x.ndim == 4 and len(chunks[0]) * x.shape[-2:].numel() >= CHANNELS_LAST_MIN
+    cl = _channels_last_for(x, len(chunks[0]))
     with torch.no_grad(), (_weights_channels_last(model) if cl else nullcontext()):
         for j, chunk in enumerate(progress_bar(chunks, leave=False) if len(chunks) > 8 else chunks):
             i, c = chunk.to(A.device).unbind(1)
@@ -177,7 +181,9 @@ def sscam_weights(n_samples:int=35, # Noisy masks per channel
         def inputs(i, c):
             m = upsample_maps(masks[i, c], x.shape[-2:])
             return x[i] * (m + method_noise(m.shape, m, std))[:, None].to(x.dtype)
-        total = sum(_channel_passes(model, x, A, batch_size, inputs, 'sscam') for _ in range(n_samples))
+        cl = _channels_last_for(x, min(batch_size, A.shape[:2].numel()))  # the weights converted once for all samples
+        with _weights_channels_last(model) if cl else nullcontext():
+            total = sum(_channel_passes(model, x, A, batch_size, inputs, 'sscam') for _ in range(n_samples))
         return _channel_softmax(total / n_samples, t)
     return rerun
 
