@@ -68,7 +68,7 @@ def _channel_passes(model:nn.Module, x:Tensor, A:Tensor, batch_size:int, inputs:
             if cl: q = q.contiguous(memory_format=torch.channels_last)
             if j == 0:
                 stem = _input_conv(model, q[:1]) if scales or masks else None
-                basis = _basis_stem(stem, x, A, len(chunk), cl) if stem is not None and masks else None
+                basis = _basis_stem(stem, x, A, len(chunk), cl) if stem is not None and masks and not scales else None
             if j == last: p = class_logits(model, q, name) * len(scales or [1])  # zeros, at any scale
             elif scales: p = _scaled_scores(model, q, scales, name, stem)
             elif basis:
@@ -193,8 +193,8 @@ def iscam_weights(n_samples:int=10, # Steps along the integration path
     coeffs = list(accumulate((j + 1) / n_samples for j in range(n_samples)))  # 1/N, 3/N, 6/N, ... as torchcam's
     def rerun(model, x, A, t, batch_size=64, hook=None):
         masks = _torchcam_masks(A)
-        def inputs(i, c): return x[i] * upsample_maps(masks[i, c], x.shape[-2:])[:, None].to(x.dtype)
-        return _channel_softmax(_channel_passes(model, x, A, batch_size, inputs, 'iscam', True, coeffs) / n_samples, t)
+        total = _channel_passes(model, x, A, batch_size, None, 'iscam', True, coeffs, lambda i, c: masks[i, c])
+        return _channel_softmax(total / n_samples, t)
     return rerun
 
 register_method(replace=True, method=
